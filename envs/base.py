@@ -1,0 +1,297 @@
+"""Gymnasium base class for MuJoCo tasks: physics stepping, observations, cameras, safety checks, randomization."""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, Sequence
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from envs.randomization import DomainRandomizationConfig, ModelRandomizer
+
+OBS_MODES = ("state", "pixels", "state_pixels")
+_BADQPOS = int(mujoco.mjtWarning.mjWARN_BADQPOS)
+_BADQVEL = int(mujoco.mjtWarning.mjWARN_BADQVEL)
+_BADQACC = int(mujoco.mjtWarning.mjWARN_BADQACC)
+
+
+class MujocoTaskEnv(gym.Env):
+    """Base class that carries the physics plumbing; a task subclass only describes its scene and its goal.
+
+    Subclasses implement:
+      build_mjcf()            -> MJCF XML string of the whole scene (robot + objects + cameras)
+      setup()                 look up ids after the model is built (called once)
+      sample_initial_state(rng)  write the episode's initial qpos/qvel/mocap into self.data (after mj_resetData)
+      agent_pos()             -> joint positions of the robot (physical units)
+      environment_state()     -> object / task state (physical units)
+      compute_reward()        -> float;  is_success() -> bool
+    and may override `apply_action` (default: data.ctrl[:] = action) and the class attributes below.
+
+    Actions are absolute targets in physical units. Out-of-bound actions are clipped to the Box bounds (the joint
+    limits); NaN/inf or a wrong shape raises ValueError. A physics blow-up (MuJoCo's instability auto-reset or a
+    non-finite state) ends the episode as truncated with info["physics_error"] instead of returning NaN.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
+
+    # --- task description (override in subclasses) ---
+    default_control_hz: float = 50.0
+    default_timestep: float = 0.002
+    default_max_episode_steps: int = 400
+    default_cameras: tuple[str, ...] = ("top",)
+    default_image_size: tuple[int, int] = (96, 96)
+    render_camera: str = "top"
+    render_size: tuple[int, int] = (240, 320)
+    # Bodies whose mass (and, if listed below, size) domain randomization may change.
+    randomized_object_bodies: tuple[str, ...] = ()
+    size_randomized_bodies: tuple[str, ...] = ()
+    # Episode ends (terminated) when the task succeeds; off for tasks that must hold a goal state.
+    terminate_on_success: bool = False
+
+    def __init__(
+        self,
+        obs_mode: str = "state",
+        cameras: Sequence[str] | None = None,
+        image_size: Sequence[int] | None = None,
+        control_hz: float | None = None,
+        timestep: float | None = None,
+        max_episode_steps: int | None = None,
+        render_mode: str | None = None,
+        randomization: DomainRandomizationConfig | dict | bool | None = None,
+    ) -> None:
+        super().__init__()
+        if obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array' (headless), got {render_mode!r}")
+        self.obs_mode = obs_mode
+        self.render_mode = render_mode
+        self.control_hz = float(control_hz if control_hz is not None else self.default_control_hz)
+        timestep = float(timestep if timestep is not None else self.default_timestep)
+        if not (self.control_hz > 0 and timestep > 0):
+            raise ValueError(f"control_hz and timestep must be > 0, got {self.control_hz} and {timestep}")
+        substeps = 1.0 / (self.control_hz * timestep)
+        if substeps < 1 or abs(substeps - round(substeps)) > 1e-6:
+            raise ValueError(
+                f"control period 1/control_hz = {1 / self.control_hz:.6g} s must be a whole multiple of the "
+                f"physics timestep {timestep:.6g} s"
+            )
+        self.n_substeps = int(round(substeps))
+        self.max_episode_steps = int(max_episode_steps or self.default_max_episode_steps)
+        if self.max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
+        self.metadata = {**self.metadata, "render_fps": self.control_hz}
+
+        self.model = mujoco.MjModel.from_xml_string(self.build_mjcf())
+        self.model.opt.timestep = timestep
+        self.data = mujoco.MjData(self.model)
+        # Live view of MuJoCo's warning counters; mj_resetData zeroes them, so any count after a step is an error.
+        self._warning_counts = self.data.warning.number
+        self.setup()
+
+        self.cameras: tuple[str, ...] = ()
+        self.image_size: tuple[int, int] = tuple(int(v) for v in (image_size or self.default_image_size))  # type: ignore
+        if obs_mode != "state":
+            self.cameras = tuple(cameras if cameras is not None else self.default_cameras)
+            if not self.cameras:
+                raise ValueError(f"obs_mode={obs_mode!r} needs at least one camera")
+            if len(self.image_size) != 2 or min(self.image_size) < 1:
+                raise ValueError(f"image_size must be (height, width) > 0, got {image_size!r}")
+            for cam in self.cameras:
+                self._camera_id(cam)
+        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+
+        self.randomization = DomainRandomizationConfig.from_any(randomization)
+        self._randomizer = ModelRandomizer(
+            self.model,
+            self.randomization,
+            object_bodies=self.randomized_object_bodies,
+            size_randomized_bodies=self.size_randomized_bodies,
+            robot_dofs=self.robot_dofs(),
+        )
+        self._action_delay = 0
+        self._pending_actions: collections.deque[np.ndarray] = collections.deque()
+        self._dr_rng = np.random.default_rng()
+        self._agent_noise = 0.0
+        self._env_noise = 0.0
+
+        low, high = self.action_bounds()
+        self.action_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+        self._action_low = self.action_space.low.astype(np.float64)
+        self._action_high = self.action_space.high.astype(np.float64)
+        self.observation_space = self._make_observation_space()
+        self._step_count = 0
+
+    # ------------------------------------------------------------------ task hooks
+    def build_mjcf(self) -> str:
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        """Look up ids; called once after the model is built."""
+
+    def sample_initial_state(self, rng: np.random.Generator) -> None:
+        raise NotImplementedError
+
+    def agent_pos(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def environment_state(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def compute_reward(self) -> float:
+        raise NotImplementedError
+
+    def is_success(self) -> bool:
+        raise NotImplementedError
+
+    def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Default: the actuators' control ranges (position servos: the joint limits)."""
+        return self.model.actuator_ctrlrange[:, 0].copy(), self.model.actuator_ctrlrange[:, 1].copy()
+
+    def apply_action(self, action: np.ndarray) -> None:
+        self.data.ctrl[:] = action
+
+    def initial_action(self) -> np.ndarray:
+        """The action that holds the initial state; fills the latency queue at reset."""
+        return np.clip(self.data.ctrl.copy(), self._action_low, self._action_high)
+
+    def robot_dofs(self) -> np.ndarray | None:
+        """Dof indices of the robot (damping/armature randomization); None means all dofs."""
+        return None
+
+    @property
+    def action_names(self) -> list[str]:
+        return [mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_ACTUATOR, i) or f"a{i}" for i in range(self.model.nu)]
+
+    # ------------------------------------------------------------------ spaces
+    def _make_observation_space(self) -> spaces.Dict:
+        entries: dict[str, spaces.Space] = {}
+        if self.obs_mode in ("state", "state_pixels"):
+            # Probe the sizes from a reset state so subclasses need not declare them.
+            mujoco.mj_resetData(self.model, self.data)
+            mujoco.mj_forward(self.model, self.data)
+            n_agent = np.asarray(self.agent_pos()).shape[0]
+            n_env = np.asarray(self.environment_state()).shape[0]
+            entries["agent_pos"] = spaces.Box(-np.inf, np.inf, (n_agent,), np.float32)
+            entries["environment_state"] = spaces.Box(-np.inf, np.inf, (n_env,), np.float32)
+        if self.obs_mode in ("pixels", "state_pixels"):
+            h, w = self.image_size
+            entries["pixels"] = spaces.Dict(
+                {cam: spaces.Box(0, 255, (h, w, 3), np.uint8) for cam in self.cameras}
+            )
+        return spaces.Dict(entries)
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            # A separate stream for randomization keeps the task's initial state identical with or without it.
+            self._dr_rng = np.random.default_rng([int(seed), 0x5EED])
+        m, d = self.model, self.data
+        self._randomizer.apply(self._dr_rng, pixels=self.obs_mode != "state" or self.render_mode is not None)
+        cfg = self.randomization
+        if cfg.enabled:
+            self._action_delay = int(self._dr_rng.integers(cfg.action_delay_steps[0], cfg.action_delay_steps[1] + 1))
+            self._agent_noise, self._env_noise = cfg.agent_pos_noise_std, cfg.environment_state_noise_std
+        mujoco.mj_resetData(m, d)
+        self.sample_initial_state(self.np_random)
+        mujoco.mj_forward(m, d)
+        self._step_count = 0
+        hold = self.initial_action()
+        self._pending_actions = collections.deque([hold] * self._action_delay)
+        return self._observation(), {"is_success": bool(self.is_success())}
+
+    def step(self, action):
+        action = self._check_action(action)
+        if self._action_delay:
+            self._pending_actions.append(action)
+            action = self._pending_actions.popleft()
+        self.apply_action(action)
+        d = self.data
+        mujoco.mj_step(self.model, d, nstep=self.n_substeps)
+        self._step_count += 1
+        # MuJoCo auto-resets the state when it detects instability and counts a BADQPOS/BADQVEL/BADQACC warning.
+        warn = self._warning_counts
+        if warn[_BADQPOS] or warn[_BADQVEL] or warn[_BADQACC] or not np.isfinite(d.qpos).all():
+            return self._physics_error()
+        obs = self._observation()
+        success = bool(self.is_success())
+        terminated = success and self.terminate_on_success
+        truncated = self._step_count >= self.max_episode_steps
+        return obs, float(self.compute_reward()), terminated, truncated, {"is_success": success}
+
+    def _physics_error(self):
+        warnings = {
+            w.name: int(self.data.warning[int(w)].number)
+            for w in (mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADQVEL, mujoco.mjtWarning.mjWARN_BADQPOS)
+        }
+        message = f"physics became unstable at step {self._step_count} (MuJoCo warnings: {warnings})"
+        obs = self._finite_observation()
+        return obs, 0.0, False, True, {"is_success": False, "physics_error": message}
+
+    def _finite_observation(self):
+        obs = self._observation()
+        for key in ("agent_pos", "environment_state"):
+            if key in obs:
+                obs[key] = np.nan_to_num(obs[key], nan=0.0, posinf=0.0, neginf=0.0)
+        return obs
+
+    def _check_action(self, action) -> np.ndarray:
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != self.action_space.shape:
+            raise ValueError(
+                f"{type(self).__name__}.step: action has shape {a.shape}, expected {self.action_space.shape} "
+                f"({', '.join(self.action_names)})"
+            )
+        if not np.isfinite(a).all():
+            bad = [self.action_names[i] for i in np.flatnonzero(~np.isfinite(a))]
+            raise ValueError(f"{type(self).__name__}.step: action has NaN/inf in {bad}: {a.tolist()}")
+        return np.minimum(np.maximum(a, self._action_low), self._action_high)
+
+    # ------------------------------------------------------------------ observations and rendering
+    def _observation(self) -> dict[str, Any]:
+        obs: dict[str, Any] = {}
+        if self.obs_mode != "pixels":
+            agent = np.asarray(self.agent_pos(), dtype=np.float32)
+            env_state = np.asarray(self.environment_state(), dtype=np.float32)
+            if self._agent_noise:
+                agent = agent + self._dr_rng.normal(0.0, self._agent_noise, agent.shape).astype(np.float32)
+            if self._env_noise:
+                env_state = env_state + self._dr_rng.normal(0.0, self._env_noise, env_state.shape).astype(np.float32)
+            obs["agent_pos"] = agent
+            obs["environment_state"] = env_state
+        if self.obs_mode != "state":
+            obs["pixels"] = {cam: self._render_camera(cam, self.image_size) for cam in self.cameras}
+        return obs
+
+    def _camera_id(self, name: str) -> int:
+        cam_id = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, name)
+        if cam_id < 0:
+            names = [mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(self.model.ncam)]
+            raise ValueError(f"{type(self).__name__} has no camera {name!r}; available cameras: {names}")
+        return cam_id
+
+    def _render_camera(self, camera: str, size: tuple[int, int]) -> np.ndarray:
+        renderer = self._renderers.get(size)
+        if renderer is None:
+            # The offscreen framebuffer must be at least as large as the image; grow it rather than fail.
+            vis = self.model.vis.global_
+            vis.offheight, vis.offwidth = max(vis.offheight, size[0]), max(vis.offwidth, size[1])
+            renderer = mujoco.Renderer(self.model, height=size[0], width=size[1])
+            self._renderers[size] = renderer
+        renderer.update_scene(self.data, camera=camera)
+        return renderer.render()
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        return self._render_camera(self.render_camera, self.render_size)
+
+    def close(self) -> None:
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()
+        super().close()
