@@ -1,0 +1,103 @@
+"""Benchmark: env.step throughput vs raw MuJoCo physics (state obs), and vs physics + mujoco.Renderer (pixels)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+import envs  # noqa: F401  (registers the tasks)
+
+TASKS = ("Reach", "PickCube", "TransferCube", "PushT")
+
+
+def smooth_actions(env: gym.Env, n: int, seed: int) -> np.ndarray:
+    """A bounded random walk inside the action box: realistic joint motion without blow-ups."""
+    space = env.action_space
+    rng = np.random.default_rng(seed)
+    mid, half = (space.high + space.low) / 2, (space.high - space.low) / 2
+    walk = np.cumsum(rng.normal(0, 0.02, size=(n, space.shape[0])), axis=0)
+    return (mid + half * 0.5 * np.tanh(walk)).astype(np.float32)
+
+
+def time_env(env: gym.Env, actions: np.ndarray, seed: int) -> float:
+    env.reset(seed=seed)
+    step = env.step
+    start = time.perf_counter()
+    for a in actions:
+        _, _, terminated, truncated, _ = step(a)
+        if terminated or truncated:
+            env.reset()
+    return time.perf_counter() - start
+
+
+def time_raw(env: gym.Env, actions: np.ndarray, seed: int, camera: str | None, size: tuple[int, int]) -> float:
+    """The reference: the same model and substeps driven by bare mujoco calls (plus one Renderer if camera)."""
+    task = env.unwrapped
+    env.reset(seed=seed)
+    model = task.model
+    data = mujoco.MjData(model)
+    mujoco.mj_resetData(model, data)
+    data.qpos[:] = task.data.qpos
+    data.ctrl[:] = task.data.ctrl
+    mujoco.mj_forward(model, data)
+    nstep, ctrl = task.n_substeps, data.ctrl
+    renderer = mujoco.Renderer(model, *size) if camera else None
+    start = time.perf_counter()
+    for a in actions:
+        ctrl[:] = a
+        mujoco.mj_step(model, data, nstep=nstep)
+        if renderer is not None:
+            renderer.update_scene(data, camera=camera)
+            renderer.render()
+    elapsed = time.perf_counter() - start
+    if renderer is not None:
+        renderer.close()
+    return elapsed
+
+
+def measure(task: str, pixels: bool, steps: int, repeats: int) -> None:
+    kwargs = {"obs_mode": "pixels", "cameras": ("top",), "image_size": (128, 128)} if pixels else {}
+    # One long episode, so the figures are step cost only (no resets inside the timed loop).
+    env = gym.make(f"cerebellum/{task}-v0", max_episode_steps=steps + 1, **kwargs)
+    actions = smooth_actions(env, steps, seed=0)
+    time_env(env, actions[: steps // 10], 0)  # warm-up (renderer creation, caches)
+    env_times, raw_times = [], []
+    for r in range(repeats):  # interleaved so machine noise hits both alike
+        raw_times.append(time_raw(env, actions, r, "top" if pixels else None, (128, 128)))
+        env_times.append(time_env(env, actions, r))
+    env.close()
+    env_sps, raw_sps = steps / statistics.median(env_times), steps / statistics.median(raw_times)
+    ratio = env_sps / raw_sps
+    target = 0.85 if pixels else 0.90
+    label = "pixels 1x128x128" if pixels else "state"
+    reference = "physics + Renderer(top)" if pixels else f"mj_step(nstep={env.unwrapped.n_substeps})"
+    print(
+        f"{task:13s} {label:17s} env.step {env_sps:9.1f} steps/s | raw {reference:24s} {raw_sps:9.1f} steps/s | "
+        f"ratio {ratio:.3f} (target >= {target}) {'PASS' if ratio >= target else 'FAIL'}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--task", choices=TASKS, action="append")
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--pixel-steps", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    print("median of interleaved repeats; one process, one thread")
+    for task in args.task or TASKS:
+        measure(task, pixels=False, steps=args.steps, repeats=args.repeats)
+        measure(task, pixels=True, steps=args.pixel_steps, repeats=args.repeats)
+
+
+if __name__ == "__main__":
+    main()
