@@ -1,0 +1,341 @@
+"""ChunkRunner: turns a policy bundle into one safe action per control tick (scheduling, latency, safety, stats)."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import weakref
+from collections import deque
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .bundle_policy import BundlePolicy
+from .ensembler import TemporalEnsembler
+from .executors import InlineExecutor, SimulatedLatency, SimulatedLatencyExecutor, ThreadExecutor
+from .manifest import DdimSampler, Manifest
+from .safety import ActionLimiter, ObservationChecker
+from .stats import Fault, RunnerStatistics
+
+
+class _FromManifest:
+    def __repr__(self) -> str:
+        return "FROM_MANIFEST"
+
+
+FROM_MANIFEST: Any = _FromManifest()  # default of the overrides whose None already means "off"
+
+# Default seam crossfade in async mode: long enough to hide the step between two independently predicted chunks,
+# short enough that the fresher plan takes over within a few control periods.
+DEFAULT_ASYNC_BLEND_S = 0.05
+
+
+class ChunkRunner:
+    """Runs an exported policy bundle at the manifest's control frequency, one `tick()` per control period.
+
+    Scheduling
+      * chunk mode: a chunk is requested every `n_action_steps` ticks, from that tick's observation; action i of
+        the chunk (counted from the manifest's chunk_offset) is the action for tick origin + i.
+      * temporal ensembling (coeff not None): a chunk is requested every tick (async: whenever the inference
+        thread is free) and each tick's action is the ACT weighted mean exp(-k*i) of all predictions for it,
+        i = 0 for the oldest.
+      * n_obs_steps > 1: the last n_obs_steps observations are stacked (the first one repeated at the start of an
+        episode; a rejected observation is replaced by the last accepted one so the history keeps one entry per tick).
+    Modes
+      * "sync": inference runs inside tick(); the chunk is used in the tick that requested it.
+      * "async": inference runs in a background thread; until a chunk arrives the current one keeps executing.
+        A chunk computed from tick s that arrives at tick t starts at its action t - s (the actions whose time
+        has passed are skipped) and is crossfaded with the previous chunk over `blend_ticks` ticks.
+        With `latency=SimulatedLatency(...)` the same happens deterministically: inference runs inline and its
+        chunk is delivered ceil(latency * hz) ticks later (for closed-loop evaluation in simulation).
+    Safety (tick() never raises)
+      * every output is clamped to the action limits and moves at most max_velocity / hz per tick from the
+        previous output;
+      * a bad observation (not a mapping, missing key, wrong shape/dtype, NaN/inf), a model output with NaN/inf,
+        a failed inference, or no action for this tick (the chunk ran out before the next arrived) outputs the
+        last output again ("hold") and records the fault;
+      * first tick of an episode: the reference position is `initial_action` if given, else the observed position
+        named by the manifest's action.initial_from (clamped), else none. Until the first chunk arrives (startup,
+        not a fault) the runner outputs the reference, or the midpoint of the limits when there is none; the first
+        model action is rate-limited from that reference/output.
+    """
+
+    def __init__(
+        self,
+        bundle_dir: str | os.PathLike,
+        *,
+        mode: str = "sync",
+        latency: SimulatedLatency | None = None,
+        intra_op_threads: int = 1,
+        n_action_steps: int | None = None,
+        temporal_ensemble_coeff: float | None = FROM_MANIFEST,
+        blend_ticks: int | None = None,
+        max_velocity: float | Sequence[float] | None = FROM_MANIFEST,
+        initial_action: Sequence[float] | None = None,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        providers: Sequence[str] | None = None,
+        verify_hash: bool = True,
+    ):
+        if mode not in ("sync", "async"):
+            raise ValueError(f"mode must be 'sync' or 'async', got {mode!r}")
+        if latency is not None and mode != "async":
+            raise ValueError("simulated latency models asynchronous inference: use mode='async' with latency=...")
+        self.policy = BundlePolicy(bundle_dir, intra_op_threads=intra_op_threads, providers=providers,
+                                   verify_hash=verify_hash)
+        m: Manifest = self.policy.manifest
+        self.manifest, self.mode = m, mode
+        self.control_hz = m.control.frequency_hz
+        self.action_dim = m.action.dim
+        self._offset = m.control.chunk_offset
+        self._chunk_len = m.control.chunk_size - m.control.chunk_offset  # actions usable from each chunk
+
+        coeff = temporal_ensemble_coeff
+        if coeff is FROM_MANIFEST:
+            coeff = m.control.temporal_ensemble_coeff
+        if coeff is not None and not (isinstance(coeff, (int, float)) and math.isfinite(coeff)):
+            raise ValueError(f"temporal_ensemble_coeff must be a finite number or None, got {coeff!r}")
+        if coeff is not None and n_action_steps not in (None, 1):
+            raise ValueError(f"temporal ensembling predicts every tick: n_action_steps must be 1 or None, "
+                             f"got {n_action_steps}")
+        n_steps = m.control.n_action_steps if n_action_steps is None else n_action_steps
+        if coeff is not None:
+            n_steps = 1
+        if not isinstance(n_steps, int) or not 1 <= n_steps <= self._chunk_len:
+            raise ValueError(f"n_action_steps must be an integer in [1, {self._chunk_len}] "
+                             f"(chunk_size - chunk_offset), got {n_steps!r}")
+        self.n_action_steps, self.temporal_ensemble_coeff = n_steps, coeff
+
+        if blend_ticks is None:
+            blend_ticks = 0 if mode == "sync" else math.ceil(DEFAULT_ASYNC_BLEND_S * self.control_hz)
+        if not isinstance(blend_ticks, int) or blend_ticks < 0:
+            raise ValueError(f"blend_ticks must be an integer >= 0, got {blend_ticks!r}")
+        self.blend_ticks = blend_ticks
+
+        velocity = m.action.max_velocity if max_velocity is FROM_MANIFEST else max_velocity
+        if velocity is not None:
+            velocity = np.broadcast_to(np.asarray(velocity, np.float64), (self.action_dim,)).copy()
+            if not (np.isfinite(velocity).all() and (velocity > 0).all()):
+                raise ValueError(f"max_velocity must be positive and finite (action units per second), got {velocity}")
+        self.max_velocity = velocity
+        self._limiter = ActionLimiter(m.action.lower, m.action.upper, velocity, self.control_hz)
+
+        self._initial_action = None
+        if initial_action is not None:
+            initial = np.asarray(initial_action, np.float32)
+            if initial.shape != (self.action_dim,) or not np.isfinite(initial).all():
+                raise ValueError(f"initial_action must be {self.action_dim} finite numbers, got {initial_action!r}")
+            self._initial_action = self._limiter.clamp(initial)
+        init = m.action.initial_from
+        self._init_key = init.key if init is not None else None
+        self._init_indices = np.asarray(init.indices, np.intp) if init is not None else None
+
+        if seed is None:
+            seed = m.sampler.seed if isinstance(m.sampler, DdimSampler) else 0
+        self._noise_rng = np.random.default_rng(seed)
+        if mode == "sync":
+            self._executor = InlineExecutor(clock)
+        elif latency is not None:
+            self._executor = SimulatedLatencyExecutor(latency, self.control_hz, clock)
+        else:
+            self._executor = ThreadExecutor(clock)
+        weakref.finalize(self, self._executor.close)  # stop the inference thread even without close()
+        self._checker = ObservationChecker(m.observation)
+        self._n_obs = m.control.n_obs_steps
+        self._ensembler = TemporalEnsembler(coeff, self._chunk_len, self.action_dim) if coeff is not None else None
+        self.statistics = RunnerStatistics()
+        self._generation = 0
+        self._reset_episode()
+
+    # ------------------------------------------------------------------------------------------------ public API
+
+    def tick(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Return the action (float32, shape (action_dim,), action units) for this control tick. Never raises."""
+        t = self._tick
+        self._tick += 1
+        self.statistics.ticks += 1
+        try:
+            action = self._step(t, observation)
+        except Exception as e:  # a runner bug must not take the robot down: hold and report
+            self.statistics.fault(t, Fault.INTERNAL_ERROR, f"{type(e).__name__}: {e}")
+            action = self._hold(fault=True)
+        finally:
+            if self._ensembler is not None:
+                self._ensembler.retire(t)
+        return action.copy()
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start a new episode: forget chunks, history and the reference.
+
+        A result still in flight is dropped when it lands (a background inference cannot be interrupted, so the
+        new episode's first request waits for it). `seed` reseeds the diffusion noise and the simulated latency.
+        """
+        self._generation += 1
+        self._executor.cancel()
+        if seed is not None:
+            self._noise_rng = np.random.default_rng(seed)
+            if isinstance(self._executor, SimulatedLatencyExecutor):
+                self._executor.reseed(seed)
+        self._reset_episode()
+
+    @property
+    def faults(self) -> dict[str, int]:
+        return dict(self.statistics.faults)
+
+    def summary(self) -> dict[str, Any]:
+        return self.statistics.summary()
+
+    def close(self) -> None:
+        self._executor.close()
+
+    def __enter__(self) -> "ChunkRunner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------------------ internals
+
+    def _reset_episode(self) -> None:
+        self._tick = 0
+        self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self._n_obs)
+        self._last_output: np.ndarray | None = None
+        self._reference: np.ndarray | None = None
+        self._active: tuple[int, np.ndarray] | None = None  # (origin tick, actions from chunk_offset on)
+        self._previous: tuple[int, np.ndarray] | None = None  # the chunk being crossfaded out
+        self._blend_start = 0
+        self._last_request: int | None = None
+        self._retry = False  # request again at the next good observation (after an error or a stale chunk)
+        self._starved = False  # a chunk ran out while the next one was in flight
+        self._received_any = False
+        if self._ensembler is not None:
+            self._ensembler.reset()
+
+    def _step(self, t: int, observation: Any) -> np.ndarray:
+        arrays, kind, detail = self._checker.check(observation)
+        if kind is not None:
+            self.statistics.fault(t, kind, detail)
+            if self._history:
+                self._history.append(self._history[-1])
+        else:
+            self._remember(arrays)
+        if t == 0:
+            self._reference = self._initial_reference(arrays)
+
+        self._collect(t)
+        if arrays is not None and self._should_request(t):
+            self._submit(t)
+            self._collect(t)
+        if arrays is None:
+            return self._hold(fault=True)
+
+        target = self._planned(t)
+        if target is None:
+            if not self._received_any:
+                self.statistics.startup_ticks += 1
+                return self._hold()
+            self.statistics.fault(t, Fault.NO_FRESH_CHUNK, "no action for this tick: the chunk ran out before the "
+                                                           "next one arrived")
+            if self._executor.busy:
+                self._starved = True
+            return self._hold(fault=True)
+        if not np.isfinite(target).all():
+            self.statistics.fault(t, Fault.NON_FINITE_ACTION, "the model produced NaN/inf")
+            return self._hold(fault=True)
+        previous = self._last_output if self._last_output is not None else self._reference
+        self._last_output = self._limiter.apply(target, previous)
+        return self._last_output
+
+    def _hold(self, fault: bool = False) -> np.ndarray:
+        if self._last_output is None:
+            self._last_output = self._reference if self._reference is not None else self._limiter.midpoint.copy()
+        if fault:
+            self.statistics.held_ticks += 1
+        return self._last_output
+
+    def _initial_reference(self, arrays: dict[str, np.ndarray] | None) -> np.ndarray | None:
+        if self._initial_action is not None:
+            return self._initial_action.copy()
+        if self._init_key is not None and arrays is not None:
+            return self._limiter.clamp(np.asarray(arrays[self._init_key], np.float32)[self._init_indices])
+        return None
+
+    def _remember(self, arrays: dict[str, np.ndarray]) -> None:
+        if self._n_obs == 1:
+            self._history.append(arrays)  # copied at submit, the only place it is read
+            return
+        # Copies: the caller may reuse its buffers between ticks.
+        entry = {k: np.array(v, copy=True) for k, v in arrays.items()}
+        if not self._history:
+            self._history.extend([entry] * self._n_obs)
+        else:
+            self._history.append(entry)
+
+    def _should_request(self, t: int) -> bool:
+        if self._executor.busy:
+            return False
+        if self._retry or self._ensembler is not None or self._last_request is None:
+            return True
+        return t - self._last_request >= self.n_action_steps
+
+    def _submit(self, t: int) -> None:
+        if self._n_obs == 1:
+            inputs = {k: np.array(v, copy=True)[None] for k, v in self._history[-1].items()}
+        else:
+            inputs = {k: np.stack([h[k] for h in self._history])[None] for k in self._history[-1]}
+        policy, rng = self.policy, self._noise_rng
+        self._executor.submit(t, self._generation, lambda: policy.predict_chunk(inputs, rng=rng))
+        self._last_request, self._retry = t, False
+        self.statistics.requests += 1
+
+    def _collect(self, t: int) -> None:
+        result = self._executor.poll(t)
+        if result is None or result.generation != self._generation:
+            return
+        stats = self.statistics
+        stats.inference_latency_s.append(result.latency_s)
+        if result.error is not None:
+            stats.fault(t, Fault.INFERENCE_ERROR, result.error)
+            self._retry = True
+            return
+        age = t - result.origin_tick
+        if age >= self._chunk_len:
+            stats.stale_chunks += 1
+            stats.fault(t, Fault.STALE_CHUNK, f"chunk from tick {result.origin_tick} arrived at tick {t}, after all "
+                                              f"its {self._chunk_len} actions were due")
+            self._retry = True
+            return
+        actions = result.chunk[self._offset:]
+        stats.chunks_received += 1
+        stats.skipped_actions += age
+        stats.delivery_ticks.append(age)
+        if self._starved:
+            stats.late_chunks += 1
+            self._starved = False
+        self._received_any = True
+        if self._ensembler is not None:
+            self._ensembler.add(t, actions[age:])
+            return
+        if self.blend_ticks > 0 and self._active is not None:
+            self._previous, self._blend_start = self._active, t
+        self._active = (result.origin_tick, actions)
+
+    def _planned(self, t: int) -> np.ndarray | None:
+        if self._ensembler is not None:
+            return self._ensembler.action(t)
+        if self._active is None:
+            return None
+        origin, actions = self._active
+        if t - origin >= len(actions):
+            return None
+        action = actions[t - origin]
+        if self._previous is not None:
+            k = t - self._blend_start
+            prev_origin, prev_actions = self._previous
+            if k < self.blend_ticks and t - prev_origin < len(prev_actions):
+                w = np.float32((k + 1) / (self.blend_ticks + 1))
+                action = (1 - w) * prev_actions[t - prev_origin] + w * action
+            else:
+                self._previous = None
+        return action
