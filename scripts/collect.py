@@ -1,0 +1,27 @@
+"""Record expert (or any policy) demonstrations into a LeRobot v3 dataset: python scripts/collect.py [overrides]."""
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from training.datasets.collection import CollectConfig, collect  # noqa: E402
+
+ConfigStore.instance().store(name="collect_schema", node=CollectConfig)
+
+
+@hydra.main(config_path="../configs", config_name="collect", version_base="1.3")
+def main(cfg: CollectConfig) -> None:
+    result = collect(OmegaConf.to_object(cfg))
+    print(
+        f"{result.root}: {result.episodes} episodes ({result.recorded} new, {result.frames} frames) from "
+        f"{result.attempts} rollouts, {result.successes} successful, in {result.seconds:.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

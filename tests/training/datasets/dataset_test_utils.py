@@ -1,0 +1,50 @@
+"""Synthetic episodes and feature specs shared by the dataset tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+H, W = 32, 48
+
+FEATURES = {
+    "observation.state": {"dtype": "float32", "shape": [3], "names": ["j0", "j1", "j2"]},
+    "observation.environment_state": {"dtype": "float32", "shape": [2], "names": None},
+    "observation.images.top": {"dtype": "video", "shape": [H, W, 3], "names": ["height", "width", "channels"]},
+    "action": {"dtype": "float32", "shape": [2], "names": ["a0", "a1"]},
+    "next.reward": {"dtype": "float32", "shape": [1], "names": None},
+    "next.done": {"dtype": "bool", "shape": [1], "names": None},
+}
+STATE_FEATURES = {k: v for k, v in FEATURES.items() if v["dtype"] != "video"}
+
+
+def smooth_frames(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Frames with smooth gradients and a moving block: realistic for a lossy codec, varied per frame."""
+    yy, xx = np.mgrid[0:H, 0:W]
+    base = rng.uniform(40, 200, size=3)
+    frames = np.empty((n, H, W, 3), np.uint8)
+    for t in range(n):
+        img = np.empty((H, W, 3))
+        img[..., 0] = base[0] + 30 * np.sin(xx / 9 + t / 5)
+        img[..., 1] = base[1] + 30 * np.cos(yy / 7 - t / 7)
+        img[..., 2] = base[2] + 0.5 * xx
+        r, c = 4 + (2 * t) % (H - 12), 6 + (3 * t) % (W - 14)
+        img[r : r + 8, c : c + 8] = (230, 220, 40)
+        frames[t] = np.clip(img, 0, 255).astype(np.uint8)
+    return frames
+
+
+def make_episode(rng: np.random.Generator, n: int, video: bool = True) -> dict[str, np.ndarray]:
+    ep = {
+        "observation.state": rng.normal(size=(n, 3)).astype(np.float32),
+        "observation.environment_state": rng.normal(size=(n, 2)).astype(np.float32),
+        "action": rng.normal(size=(n, 2)).astype(np.float32),
+        "next.reward": rng.normal(size=n).astype(np.float32),
+        "next.done": np.arange(n) == n - 1,
+    }
+    if video:
+        ep["observation.images.top"] = smooth_frames(rng, n)
+    return ep
+
+
+def concat(episodes: list[dict[str, np.ndarray]], key: str) -> np.ndarray:
+    return np.concatenate([e[key] for e in episodes])

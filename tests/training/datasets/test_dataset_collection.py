@@ -1,0 +1,114 @@
+"""Collection in any registered env (vectorized, keep-only-successful, cameras), replay, inspect and the scripts."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import toy_env_for_datasets as toy
+
+from training.datasets import DatasetMeta, load_images, load_numeric
+from training.datasets.collection import CollectConfig, collect, features_from_env
+from training.datasets.replay import replay_episode
+from training.datasets.summary import describe
+from training.datasets.video import decode_video
+
+REPO = Path(__file__).resolve().parents[3]
+HERE = Path(__file__).resolve().parent
+
+
+def config(root: Path, **kw) -> CollectConfig:
+    base = dict(env_id=toy.ENV_ID, import_modules=["toy_env_for_datasets"],
+                policy_factory="toy_env_for_datasets:make_toy_expert", n_episodes=8, output_dir=str(root),
+                commit_every=4, progress=False, seed=3)
+    base.update(kw)
+    return CollectConfig(**base)
+
+
+def test_vector_envs_give_the_same_dataset_and_keep_only_successes(tmp_path):
+    one = collect(config(tmp_path / "one"))
+    two = collect(config(tmp_path / "two", n_envs=2))  # AsyncVectorEnv, episodes finish out of order
+    assert one.episodes == two.episodes == 8 and one.attempts > 8  # some far targets fail and are dropped
+    m1, m2 = DatasetMeta(tmp_path / "one"), DatasetMeta(tmp_path / "two")
+    assert m1.episode_column("success").all()
+    seeds = m1.episode_column("seed").tolist()
+    assert seeds == m2.episode_column("seed").tolist() and seeds == sorted(seeds) and seeds[0] >= 3
+    a, b = load_numeric(m1, ["action", "observation.state"]), load_numeric(m2, ["action", "observation.state"])
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    # Each recorded episode is the env's own rollout from its seed: the target is what reset() draws.
+    env = gym.make(toy.ENV_ID)
+    target = load_numeric(m1, ["observation.environment_state"])["observation.environment_state"]
+    for ep, seed in enumerate(seeds):
+        obs, _ = env.reset(seed=seed)
+        np.testing.assert_array_equal(target[m1.episode(ep)["dataset_from_index"]], obs["environment_state"])
+    done = load_numeric(m1, ["next.done"])["next.done"]
+    assert done.sum() == 8 and all(done[m1.episode(e)["dataset_to_index"] - 1] for e in range(8))
+    assert m1.fps == 10 and m1.features["action"]["names"] == ["vx", "vy"]
+    assert m1.units == {"action": ["m/s", "m/s"]}
+
+
+def test_all_rollouts_kept_when_failures_allowed(tmp_path):
+    collect(config(tmp_path / "ds", keep_only_successful=False))
+    meta = DatasetMeta(tmp_path / "ds")
+    assert meta.episode_column("seed").tolist() == list(range(3, 11))
+    success = meta.episode_column("success")
+    assert not success.all() and success.any()
+    failed = int(np.flatnonzero(~success)[0])
+    assert meta.episode(failed)["length"] == 20  # truncated at max_episode_steps
+
+
+def test_camera_stream_and_replay(tmp_path):
+    root = tmp_path / "ds"
+    collect(config(root, n_episodes=3, env_kwargs={"obs_mode": "state_pixels"}, cameras=["top"]))
+    meta = DatasetMeta(root)
+    assert meta.features["observation.images.top"]["shape"] == [32, 32, 3]
+    images = load_images(meta, "observation.images.top", in_memory=True)
+    numeric = load_numeric(meta, ["observation.state", "observation.environment_state"])
+    env = toy.ToyReachEnv(obs_mode="state_pixels")
+    expected = []
+    for pos, target in zip(numeric["observation.state"], numeric["observation.environment_state"]):
+        env.pos, env.target = pos.astype(np.float64), target.astype(np.float64)
+        expected.append(env._image().transpose(2, 0, 1))
+    assert np.abs(images.astype(np.int16) - np.stack(expected)).mean() < 3.0
+
+    result = replay_episode(root, 1, tmp_path / "replay.mp4")
+    assert result.reproduced and result.replayed_success and result.max_state_error == 0.0
+    assert result.steps == meta.episode(1)["length"]
+    frames = decode_video(tmp_path / "replay.mp4", meta.fps, result.steps)
+    assert frames.shape == (result.steps, 32, 32, 3)
+    text = describe(meta)
+    assert "episodes  3" in text and "observation.images.top" in text and "q99" in text and "av1" in text
+
+
+def test_env_without_requested_camera(tmp_path):
+    env = gym.make(toy.ENV_ID)
+    with pytest.raises(ValueError, match=r"cameras \['top'\] are not in obs\['pixels'\] \(available: \[\]\)"):
+        features_from_env(env, True, ["top"])
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        collect(config(tmp_path / "x", policy_factory="toy_env_for_datasets:nope"))
+
+
+def test_scripts_collect_inspect_replay(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    root = tmp_path / "ds"
+    overrides = [f"env_id={toy.ENV_ID}", "import_modules=[toy_env_for_datasets]",
+                 "policy_factory=toy_env_for_datasets:make_toy_expert", "n_episodes=3", f"output_dir={root}",
+                 "progress=false", f"hydra.run.dir={tmp_path / 'hydra'}"]
+    run = subprocess.run([sys.executable, str(REPO / "scripts/collect.py"), *overrides], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "3 episodes" in run.stdout
+    typo = subprocess.run([sys.executable, str(REPO / "scripts/collect.py"), "n_episode=3"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert typo.returncode != 0 and "n_episode" in typo.stderr
+    shown = subprocess.run([sys.executable, str(REPO / "scripts/inspect_dataset.py"), str(root)], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "frames" in shown.stdout and "observation.state" in shown.stdout
+    replay = subprocess.run([sys.executable, str(REPO / "scripts/replay.py"), f"dataset={root}", "episodes=[0,2]",
+                             f"video_dir={tmp_path / 'videos'}", f"hydra.run.dir={tmp_path / 'hydra2'}"],
+                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert replay.returncode == 0, replay.stderr[-2000:]
+    assert replay.stdout.count("reproduced") == 2 and (tmp_path / "videos/episode_000002.mp4").exists()

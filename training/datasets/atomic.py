@@ -1,0 +1,135 @@
+"""Crash-safe commits: files are staged in full, a journal names them, then they are renamed into place."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+JOURNAL_NAME = ".commit-journal.json"
+STAGING_DIR = ".staging"
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    # Directory fsync makes the rename itself durable; some filesystems refuse it, which is harmless.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    write_bytes_atomic(path, json.dumps(obj, indent=4, ensure_ascii=False).encode())
+
+
+class Commit:
+    """One atomic change to a dataset directory.
+
+    Writers put complete files under ``staging`` (same relative layout as the dataset); ``apply`` then
+    writes a journal listing them and renames each into the dataset. A crash before the journal exists
+    leaves the dataset untouched (the staging directory is garbage); a crash after it is rolled
+    forward by ``recover`` because every staged file was complete before the journal was written.
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.staging = self.root / STAGING_DIR / uuid.uuid4().hex
+        self.staging.mkdir(parents=True)
+
+    def path(self, relative: str) -> Path:
+        p = self.staging / relative
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def apply(self, order: list[str]) -> None:
+        """Rename staged files into the dataset; ``order`` lists relative paths, commit-marking files last."""
+        staged = {str(p.relative_to(self.staging)) for p in self.staging.rglob("*") if p.is_file()}
+        unknown = staged - set(order)
+        if unknown:
+            raise RuntimeError(f"staged files missing from the commit order: {sorted(unknown)}")
+        for rel in order:
+            fsync_file(self.staging / rel)
+        write_json_atomic(
+            self.root / JOURNAL_NAME,
+            {"staging": str(self.staging.relative_to(self.root)), "files": order},
+        )
+        _roll_forward(self.root)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _roll_forward(root: Path) -> None:
+    journal_path = root / JOURNAL_NAME
+    journal = json.loads(journal_path.read_text())
+    staging = root / journal["staging"]
+    for rel in journal["files"]:
+        src = staging / rel
+        dst = root / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(src, dst)
+        except FileNotFoundError:
+            continue  # already moved by an earlier (interrupted) roll-forward
+        fsync_dir(dst.parent)
+    journal_path.unlink(missing_ok=True)
+    fsync_dir(root)
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.parent.rmdir()  # only succeeds when no other staging area is left
+    except OSError:
+        pass
+
+
+def has_pending_commit(root: Path) -> bool:
+    return (Path(root) / JOURNAL_NAME).exists()
+
+
+def recover(root: Path, clean_staging: bool = True) -> bool:
+    """Finish a commit interrupted after its journal was written; optionally drop staged leftovers.
+
+    Readers pass ``clean_staging=False``: a live writer may be staging its next batch right now.
+    Returns True when something was rolled forward or cleaned.
+    """
+    root = Path(root)
+    changed = False
+    if (root / JOURNAL_NAME).exists():
+        _roll_forward(root)
+        changed = True
+    if not clean_staging:
+        return changed
+    staging_root = root / STAGING_DIR
+    if staging_root.exists():
+        shutil.rmtree(staging_root, ignore_errors=True)
+        changed = True
+    for tmp in root.glob("**/.*.tmp"):
+        tmp.unlink(missing_ok=True)
+        changed = True
+    return changed

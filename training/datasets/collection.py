@@ -1,0 +1,346 @@
+"""Record demonstrations: roll out a policy in any registered Gymnasium env (vectorized) into a dataset.
+
+Determinism and resume: attempt ``a`` always runs with env seed ``seed + a`` and attempts are accepted in
+attempt order (whatever sub-env finishes first), so the dataset is "the first N accepted attempts" for any
+``n_envs``. A resumed collection restarts right after the last committed attempt (read back from the
+per-episode ``seed`` column) and reproduces exactly the episodes an uninterrupted run would have kept.
+"""
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import gymnasium as gym
+import numpy as np
+
+from .env_factory import EnvFactory
+from .format import COLLECTION_PATH, INFO_PATH, IMAGE_PREFIX
+from .reader import DatasetMeta
+from .video import VideoConfig
+from .writer import DatasetWriter
+
+# Fields that must agree between an interrupted collection and its resumption.
+_RESUME_FIELDS = ("env_id", "env_kwargs", "policy_factory", "seed", "keep_only_successful", "record_state", "cameras", "task")
+
+
+@dataclass
+class CollectConfig:
+    """What to record and where; mirrored by configs/collect.yaml."""
+
+    env_id: str = "cerebellum/TransferCube-v0"
+    env_kwargs: Dict[str, Any] = field(default_factory=dict)
+    import_modules: List[str] = field(default_factory=lambda: ["envs"])  # imported first so env ids register
+    # "module:attr" of a factory called with a local, unstepped env instance and returning a policy:
+    # a callable (single observation dict -> action) with an optional reset() called at every episode start.
+    policy_factory: str = "envs.experts:make_expert"
+    n_episodes: int = 50
+    n_envs: int = 1
+    keep_only_successful: bool = True
+    record_state: bool = True  # agent_pos / environment_state -> observation.state / observation.environment_state
+    cameras: List[str] = field(default_factory=list)  # keys of obs["pixels"] to record as videos
+    output_dir: str = "data/transfer_cube_expert"
+    seed: int = 0
+    task: Optional[str] = None  # task description stored in meta/tasks.parquet (default: the env id)
+    fps: Optional[int] = None  # default: env.unwrapped.control_hz, else metadata["render_fps"]
+    commit_every: int = 10  # episodes per atomic commit (and per data/video file)
+    max_attempts: Optional[int] = None  # give up after this many rollouts (default 3 * n_episodes + n_envs)
+    vector_mode: str = "auto"  # "sync", "async", or "auto" (async when n_envs > 1)
+    # Start method of async workers. "spawn" is the safe default: a forked worker inherits the parent's
+    # OpenGL/EGL contexts and held thread locks, which deadlocks MuJoCo rendering in the child.
+    worker_start_method: str = "spawn"
+    resume: bool = True  # continue an existing dataset at output_dir instead of refusing
+    progress: bool = True
+    video: VideoConfig = field(default_factory=VideoConfig)
+
+
+@dataclass
+class CollectResult:
+    root: Path
+    episodes: int  # episodes in the dataset at the end
+    recorded: int  # episodes added by this call
+    attempts: int  # rollouts finished by this call
+    successes: int  # successful rollouts among them
+    physics_errors: int
+    frames: int  # frames added by this call
+    seconds: float
+
+
+def import_object(path: str) -> Any:
+    """'pkg.module:attr' or 'pkg.module.attr' -> the object."""
+    module_name, _, attr = path.partition(":") if ":" in path else path.rpartition(".")
+    if not module_name or not attr:
+        raise ValueError(f"expected 'module:attribute' or 'module.attribute', got {path!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ImportError(f"cannot import module {module_name!r} (from {path!r}): {err}") from err
+    try:
+        return getattr(module, attr)
+    except AttributeError as err:
+        raise AttributeError(f"module {module_name!r} has no attribute {attr!r} (from {path!r})") from err
+
+
+def env_fps(env: gym.Env, override: Optional[int] = None) -> int:
+    fps = override or getattr(env.unwrapped, "control_hz", None) or env.metadata.get("render_fps")
+    if not fps:
+        raise ValueError("cannot tell the env's control rate: set fps in the collect config")
+    if abs(fps - round(fps)) > 1e-9:
+        raise ValueError(f"LeRobot datasets need an integer fps, the env runs at {fps} Hz; set fps explicitly")
+    return int(round(fps))
+
+
+def _names(env: gym.Env, attr: str, size: int) -> Optional[List[str]]:
+    names = getattr(env.unwrapped, attr, None)
+    return list(names) if names is not None and len(names) == size else None
+
+
+def features_from_env(env: gym.Env, record_state: bool, cameras: List[str]) -> Dict[str, Dict[str, Any]]:
+    """Dataset features for an env following the gym-aloha observation convention."""
+    space = env.observation_space
+    if not isinstance(space, gym.spaces.Dict):
+        raise ValueError(f"expected a Dict observation space (agent_pos / environment_state / pixels), got {space}")
+    features: Dict[str, Dict[str, Any]] = {}
+    if record_state:
+        if "agent_pos" not in space.spaces:
+            raise ValueError(f"record_state needs obs['agent_pos']; the env observes {list(space.spaces)}")
+        dim = space["agent_pos"].shape[0]
+        features["observation.state"] = {"dtype": "float32", "shape": [dim], "names": _names(env, "joint_names", dim)}
+        if "environment_state" in space.spaces:
+            features["observation.environment_state"] = {
+                "dtype": "float32", "shape": [space["environment_state"].shape[0]], "names": None}
+    if cameras:
+        pixels = space.spaces.get("pixels")
+        available = list(pixels.spaces) if isinstance(pixels, gym.spaces.Dict) else []
+        missing = [c for c in cameras if c not in available]
+        if missing:
+            raise ValueError(
+                f"cameras {missing} are not in obs['pixels'] (available: {available}); "
+                "create the env with a pixels obs_mode and those cameras"
+            )
+        for cam in cameras:
+            h, w, c = pixels[cam].shape
+            features[f"{IMAGE_PREFIX}{cam}"] = {"dtype": "video", "shape": [h, w, c], "names": ["height", "width", "channels"]}
+    if not features:
+        raise ValueError("nothing to record: enable record_state or list cameras")
+    if not isinstance(env.action_space, gym.spaces.Box) or len(env.action_space.shape) != 1:
+        raise ValueError(f"expected a 1-d Box action space, got {env.action_space}")
+    a_dim = env.action_space.shape[0]
+    features["action"] = {"dtype": "float32", "shape": [a_dim], "names": _names(env, "action_names", a_dim)}
+    features["next.reward"] = {"dtype": "float32", "shape": [1], "names": None}
+    features["next.done"] = {"dtype": "bool", "shape": [1], "names": None}
+    features["next.success"] = {"dtype": "bool", "shape": [1], "names": None}
+    return features
+
+
+def _collection_record(cfg: CollectConfig, fps: int, env: gym.Env) -> Dict[str, Any]:
+    record = {name: getattr(cfg, name) for name in _RESUME_FIELDS}
+    record.update({"import_modules": list(cfg.import_modules), "fps": fps, "recorder": "cerebellum.collect/1"})
+    units = getattr(env.unwrapped, "action_units", None)
+    if units is not None:
+        record["action_units"] = list(units) if not isinstance(units, str) else units
+    return record
+
+
+def _normalize(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _normalize(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_normalize(v) for v in value]
+    return value
+
+
+def _check_resumable(root: Path, record: Dict[str, Any], features: Dict[str, Any]) -> DatasetMeta:
+    meta = DatasetMeta(root)
+    previous = meta.collection
+    if previous is None:
+        raise ValueError(f"{root} holds a dataset this collector did not record ({COLLECTION_PATH} missing); "
+                         "choose a new output_dir")
+    diffs = [f"{k}: dataset has {previous.get(k)!r}, config has {record[k]!r}"
+             for k in _RESUME_FIELDS if _normalize(previous.get(k)) != _normalize(record[k])]
+    if diffs:
+        raise ValueError(f"cannot resume {root}: the collection settings changed ({'; '.join(diffs)}); "
+                         "use the original settings or a new output_dir")
+    recorded = {k: (v["dtype"], list(v["shape"])) for k, v in meta.features.items() if k in features}
+    wanted = {k: (v["dtype"], list(v["shape"])) for k, v in features.items()}
+    if recorded != wanted:
+        raise ValueError(f"cannot resume {root}: the env now yields features {wanted}, the dataset has {recorded}")
+    return meta
+
+
+def _slot_observation(obs: Any, i: int) -> Any:
+    if isinstance(obs, dict):
+        return {k: _slot_observation(v, i) for k, v in obs.items()}
+    return obs[i]
+
+
+def _info_value(info: Dict[str, Any], key: str, i: int, default: Any) -> Any:
+    if key in info and info.get(f"_{key}", np.ones(i + 1, bool))[i]:
+        return info[key][i]
+    return default
+
+
+class _Episode:
+    """Frames of one rollout in progress (dataset keys, HWC images)."""
+
+    def __init__(self, attempt: int, record_state: bool, cameras: List[str]):
+        self.attempt = attempt
+        self.record_state, self.cameras = record_state, cameras
+        self.columns: Dict[str, list] = {}
+        self.success = False
+        self.physics_error: Optional[str] = None
+
+    def add(self, obs: Dict[str, Any], action: np.ndarray, reward: float, done: bool, success: bool) -> None:
+        frame: Dict[str, Any] = {}
+        if self.record_state:
+            frame["observation.state"] = obs["agent_pos"]
+            if "environment_state" in obs:
+                frame["observation.environment_state"] = obs["environment_state"]
+        for cam in self.cameras:
+            frame[f"{IMAGE_PREFIX}{cam}"] = obs["pixels"][cam]
+        frame.update({"action": action, "next.reward": reward, "next.done": done, "next.success": success})
+        for k, v in frame.items():
+            self.columns.setdefault(k, []).append(v)
+        self.success = self.success or bool(success)
+
+    def arrays(self, features: Dict[str, Any]) -> Dict[str, np.ndarray]:
+        return {k: np.asarray(v, dtype=np.uint8 if features[k]["dtype"] == "video" else features[k]["dtype"])
+                for k, v in self.columns.items() if k in features}
+
+
+def _make_vector_env(cfg: CollectConfig, make_env: EnvFactory) -> gym.vector.VectorEnv:
+    mode = cfg.vector_mode if cfg.vector_mode != "auto" else ("async" if cfg.n_envs > 1 else "sync")
+    # Autoreset off: each finished sub-env is reset explicitly with the seed of the next attempt.
+    autoreset = gym.vector.AutoresetMode.DISABLED
+    if mode == "sync":
+        return gym.vector.SyncVectorEnv([make_env] * cfg.n_envs, autoreset_mode=autoreset)
+    if mode == "async":
+        return gym.vector.AsyncVectorEnv([make_env] * cfg.n_envs, autoreset_mode=autoreset,
+                                         context=cfg.worker_start_method)
+    raise ValueError(f"vector_mode must be 'sync', 'async' or 'auto', got {cfg.vector_mode!r}")
+
+
+def collect(cfg: CollectConfig) -> CollectResult:
+    """Record ``cfg.n_episodes`` episodes into ``cfg.output_dir`` (resuming it if it exists)."""
+    if cfg.n_episodes < 1 or cfg.n_envs < 1:
+        raise ValueError(f"n_episodes and n_envs must be >= 1, got {cfg.n_episodes} and {cfg.n_envs}")
+    t0 = time.perf_counter()
+    for module in cfg.import_modules:
+        importlib.import_module(module)
+    factory = import_object(cfg.policy_factory)
+    if cfg.env_id not in gym.registry:
+        raise ValueError(f"env id {cfg.env_id!r} is not registered (import_modules={cfg.import_modules})")
+    make_env = EnvFactory(cfg.env_id, dict(cfg.env_kwargs), list(cfg.import_modules))
+    probe = make_env()  # local and never stepped: features, fps and the per-slot policies come from it
+    cameras = list(cfg.cameras)
+    features = features_from_env(probe, cfg.record_state, cameras)
+    fps = env_fps(probe, cfg.fps)
+    record = _collection_record(cfg, fps, probe)
+    if record["task"] is None:
+        record["task"] = cfg.env_id
+    task = record["task"]
+    root = Path(cfg.output_dir)
+    if (root / INFO_PATH).exists():
+        if not cfg.resume:
+            raise FileExistsError(f"{root} already holds a dataset and resume=false")
+        meta = _check_resumable(root, record, features)
+        writer = DatasetWriter.open(root, video=cfg.video, commit_every=cfg.commit_every)
+        seeds = meta.episode_column("seed") if writer.committed_episodes else np.zeros(0)
+        next_attempt = int(seeds.max()) - cfg.seed + 1 if len(seeds) else 0
+    else:
+        writer = DatasetWriter.create(root, fps, features, video=cfg.video, commit_every=cfg.commit_every,
+                                      stats_seed=cfg.seed, collection=record)
+        next_attempt = 0
+    start_episodes = writer.num_episodes
+    result = CollectResult(root, start_episodes, 0, 0, 0, 0, 0, 0.0)
+    if writer.num_episodes >= cfg.n_episodes:
+        probe.close()
+        result.seconds = time.perf_counter() - t0
+        return result
+    max_attempts = cfg.max_attempts or 3 * cfg.n_episodes + cfg.n_envs
+    policies = [factory(probe) for _ in range(cfg.n_envs)]
+    envs = _make_vector_env(cfg, make_env)
+    bar = None
+    if cfg.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.n_episodes, initial=writer.num_episodes, desc=f"collect {cfg.env_id}", unit="ep")
+    slots: List[Optional[_Episode]] = [None] * cfg.n_envs
+    finished: Dict[int, _Episode] = {}
+    next_resolve = next_start = next_attempt
+    try:
+        def start(mask: np.ndarray) -> Any:
+            nonlocal next_start
+            seeds: List[Optional[int]] = []
+            for i in range(cfg.n_envs):
+                if mask[i]:
+                    slots[i] = _Episode(next_start, cfg.record_state, cameras)
+                    seeds.append(cfg.seed + next_start)
+                    next_start += 1
+                    if hasattr(policies[i], "reset"):
+                        policies[i].reset()
+                else:
+                    seeds.append(None)
+            obs, _ = envs.reset(seed=seeds, options={"reset_mask": mask})
+            return obs
+
+        obs = start(np.ones(cfg.n_envs, bool))
+        current = [_slot_observation(obs, i) for i in range(cfg.n_envs)]
+        while writer.num_episodes < cfg.n_episodes:
+            actions = np.stack([np.asarray(policies[i](current[i]), np.float32) for i in range(cfg.n_envs)])
+            obs, reward, terminated, truncated, info = envs.step(actions)
+            done = np.logical_or(terminated, truncated)
+            for i, episode in enumerate(slots):
+                success = bool(_info_value(info, "is_success", i, False))
+                episode.add(current[i], actions[i], float(reward[i]), bool(done[i]), success)
+                error = _info_value(info, "physics_error", i, None)
+                if error:
+                    episode.physics_error = str(error)
+                current[i] = _slot_observation(obs, i)
+                if done[i]:
+                    finished[episode.attempt] = episode
+                    result.attempts += 1
+                    result.successes += int(episode.success)
+                    result.physics_errors += int(episode.physics_error is not None)
+            # Accept finished attempts strictly in attempt order so the dataset never depends on n_envs.
+            while next_resolve in finished and writer.num_episodes < cfg.n_episodes:
+                episode = finished.pop(next_resolve)
+                next_resolve += 1
+                accepted = episode.physics_error is None and (episode.success or not cfg.keep_only_successful)
+                if accepted:
+                    arrays = episode.arrays(features)
+                    writer.add_episode(arrays, task, extra={"seed": cfg.seed + episode.attempt,
+                                                            "success": episode.success})
+                    result.recorded += 1
+                    result.frames += len(arrays["action"])
+                    if bar is not None:
+                        bar.update(1)
+                if bar is not None:
+                    bar.set_postfix(attempts=next_resolve - next_attempt, success=f"{result.successes}/{result.attempts}")
+            if writer.num_episodes >= cfg.n_episodes:
+                break
+            if next_resolve - next_attempt >= max_attempts:
+                raise RuntimeError(
+                    f"gave up after {next_resolve - next_attempt} rollouts with only {writer.num_episodes} of "
+                    f"{cfg.n_episodes} episodes accepted ({result.successes} successes, "
+                    f"{result.physics_errors} physics errors); raise max_attempts or check the policy"
+                )
+            if done.any():
+                # Finished sub-envs start the next attempts right away; extra attempts beyond the last
+                # needed one are simply never accepted.
+                obs = start(done)
+                for i in np.flatnonzero(done):
+                    current[i] = _slot_observation(obs, i)
+        writer.close()
+    except BaseException:
+        writer.abort()  # committed episodes stay; the uncommitted batch is redone on resume
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        envs.close()
+        probe.close()
+    result.episodes = writer.num_episodes
+    result.seconds = time.perf_counter() - t0
+    return result
