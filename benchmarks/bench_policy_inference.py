@@ -1,0 +1,109 @@
+"""Per-chunk inference latency of the policies in torch: batch 1, one CPU thread, against the issue's targets."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from policies import make_policy  # noqa: E402
+
+# Figures from the issue (LeRobot measured on this 2-core CPU, torch, batch 1, one thread).
+LEROBOT_ACT_STATE_MS = 22.0
+LEROBOT_DIFFUSION_10_DDIM_MS = 1970.0
+ACT_TARGET_MS = 5.0
+DIFFUSION_TARGET_MS = 30.0
+
+# Task-shaped feature sizes: TransferCube (14 joints, cube pose) for ACT/MLP, Push-T (pusher xy, block xy+yaw).
+TRANSFER_CUBE = {"state": 14, "env": 7, "action": 14}
+PUSH_T = {"state": 2, "env": 3, "action": 2}
+
+
+def _stats(dim: int) -> dict:
+    return {"mean": [0.0] * dim, "std": [1.0] * dim, "min": [-1.0] * dim, "max": [1.0] * dim}
+
+
+def build(name: str, dims: dict, camera: int | None = None, **overrides):
+    features = {"observation.state": [dims["state"]], "observation.environment_state": [dims["env"]], "action": [dims["action"]]}
+    stats = {"observation.state": _stats(dims["state"]), "observation.environment_state": _stats(dims["env"]), "action": _stats(dims["action"])}
+    if camera:
+        features["observation.images.top"] = [3, camera, camera]
+        stats["observation.images.top"] = {"mean": [[[0.5]]] * 3, "std": [[[0.25]]] * 3}
+    policy = make_policy({"type": name, **overrides}, features, stats).eval()
+    g = torch.Generator().manual_seed(0)
+    n_obs = policy.config.n_obs_steps
+    obs = {k: torch.randn(1, n_obs, *s.shape, generator=g) for k, s in policy.input_specs.items() if s.kind.value != "image"}
+    if camera:
+        obs["observation.images.top"] = torch.randint(0, 256, (1, n_obs, 3, camera, camera), generator=g, dtype=torch.uint8)
+    return policy, obs
+
+
+def measure(policy, obs, repeats: int, warmup: int) -> dict[str, float]:
+    """Wall-clock and this thread's CPU time per predict_chunk call (CPU time is less disturbed by other jobs)."""
+    wall, cpu = [], []
+    with torch.inference_mode():
+        for _ in range(warmup):
+            policy.predict_chunk(obs)
+        for _ in range(repeats):
+            w0, c0 = time.perf_counter(), time.thread_time()
+            policy.predict_chunk(obs)
+            cpu.append(time.thread_time() - c0)
+            wall.append(time.perf_counter() - w0)
+    q = lambda xs, p: float(np.percentile(np.asarray(xs) * 1e3, p))  # noqa: E731
+    return {"median": q(wall, 50), "p90": q(wall, 90), "cpu_median": q(cpu, 50), "cpu_p90": q(cpu, 90)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=100, help="timed calls per case (diffusion uses a third)")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--paper-size", action="store_true", help="also time the paper-size ACT and Diffusion UNet")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+    cases = [
+        ("ACT default, state (TransferCube dims)", ("act", TRANSFER_CUBE, None, {}), args.repeats,
+         f"<= {ACT_TARGET_MS:g} ms", f"LeRobot ACT state-only: {LEROBOT_ACT_STATE_MS:g} ms"),
+        ("ACT default, state + one 96x96 camera", ("act", TRANSFER_CUBE, 96, {}), max(args.repeats // 2, 5),
+         "(no target)", ""),
+        ("Diffusion default, 10 DDIM steps, state (Push-T dims)", ("diffusion", PUSH_T, None, {}), max(args.repeats // 3, 5),
+         f"<= {DIFFUSION_TARGET_MS:g} ms", f"LeRobot Diffusion 10 DDIM: {LEROBOT_DIFFUSION_10_DDIM_MS:g} ms"),
+        ("MLP default, state (TransferCube dims)", ("mlp", TRANSFER_CUBE, None, {}), args.repeats, "(no target)", ""),
+    ]
+    if args.paper_size:
+        cases += [
+            ("ACT paper size (dim 512, ff 3200), state", ("act", TRANSFER_CUBE, None, {"dim_model": 512, "dim_feedforward": 3200}),
+             max(args.repeats // 4, 5), "(reference size)", f"LeRobot ACT state-only: {LEROBOT_ACT_STATE_MS:g} ms"),
+            ("Diffusion paper UNet [512,1024,2048], 10 DDIM", ("diffusion", PUSH_T, None, {"down_dims": [512, 1024, 2048]}),
+             5, "(reference size)", f"LeRobot Diffusion 10 DDIM: {LEROBOT_DIFFUSION_10_DDIM_MS:g} ms"),
+        ]
+
+    load_before = os.getloadavg()
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f}")
+    header = f"{'case':58s} {'median':>8s} {'p90':>8s} {'cpu med':>8s} {'cpu p90':>8s}  target / reference"
+    print(header)
+    print("-" * len(header))
+    for title, (name, dims, camera, overrides), repeats, target, reference in cases:
+        policy, obs = build(name, dims, camera, **overrides)
+        r = measure(policy, obs, repeats, args.warmup)
+        n_params = sum(p.numel() for p in policy.parameters()) / 1e6
+        print(f"{title:58s} {r['median']:7.2f}ms {r['p90']:7.2f}ms {r['cpu_median']:7.2f}ms {r['cpu_p90']:7.2f}ms  "
+              f"{target} {reference} [chunk {policy.chunk_length}, {n_params:.1f}M params, n={repeats}]", flush=True)
+    load_after = os.getloadavg()
+    print(f"load average after: {load_after[0]:.2f} (figures taken on a shared machine inflate with load; "
+          "'cpu' columns count only this thread's CPU time)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Imitation policies (ACT, Diffusion Policy, MLP) behind one interface; normalization lives inside each policy."""
+
+from policies.factory import (
+    available_policies,
+    load_policy,
+    make_policy,
+    make_policy_config,
+    policy_config_classes,
+    save_policy,
+)
+from policies.interface import Policy
+
+__all__ = [
+    "Policy",
+    "available_policies",
+    "load_policy",
+    "make_policy",
+    "make_policy_config",
+    "policy_config_classes",
+    "save_policy",
+]

@@ -1,0 +1,1 @@
+"""ACT policy: config and model."""

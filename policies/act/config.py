@@ -1,0 +1,91 @@
+"""ACT (Action Chunking with Transformers, Zhao et al. 2023) configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from policies.backbones import NORMS
+from policies.config import PolicyConfig
+
+ACTIVATIONS = ("relu", "gelu")
+
+
+@dataclass
+class ACTConfig(PolicyConfig):
+    """ACT hyper-parameters; defaults follow the paper / LeRobot except the transformer width.
+
+    Width: the paper-size transformer (dim_model 512, dim_feedforward 3200) costs ~22 ms per chunk in LeRobot and
+    ~8 ms in ours on one thread of this CPU (benchmarks/bench_policy_inference.py), above the 5 ms per-chunk budget.
+    dim_model 256 / dim_feedforward 1024 runs in ~2 ms with the same depth, heads, chunking and CVAE; set
+    dim_model=512, dim_feedforward=3200 to get the paper size back.
+    """
+
+    type: str = "act"
+    normalization_mapping: dict[str, str] = field(
+        default_factory=lambda: {"state": "mean_std", "image": "mean_std", "action": "mean_std"}
+    )
+    n_obs_steps: int = 1
+    chunk_size: int = 100
+    n_action_steps: int = 100
+    temporal_ensemble_coeff: Optional[float] = None  # the paper's m; LeRobot uses 0.01 (needs n_action_steps=1)
+
+    # Vision: ResNet-18 feature map tokens, one backbone shared by all cameras.
+    backbone_norm: str = "batch"
+    pretrained_backbone_weights: Optional[str] = None  # .safetensors/.pt ResNet-18 state dict, loaded by make_policy
+
+    # Transformer.
+    dim_model: int = 256
+    n_heads: int = 8
+    dim_feedforward: int = 1024
+    feedforward_activation: str = "relu"
+    n_encoder_layers: int = 4
+    # The reference implementation builds 7 decoder layers but only the first one's output is used; LeRobot keeps 1.
+    n_decoder_layers: int = 1
+    pre_norm: bool = False
+    dropout: float = 0.1
+
+    # CVAE encoder over (state, action chunk), training only; at inference the latent is zero (its prior mean).
+    use_vae: bool = True
+    latent_dim: int = 32
+    n_vae_encoder_layers: int = 4
+    kl_weight: float = 10.0
+
+    optimizer_lr: float = 1e-4
+    optimizer_weight_decay: float = 1e-4
+    optimizer_lr_backbone: float = 1e-5
+
+    def expected_type(self) -> str:
+        return "act"
+
+    def chunk_length(self) -> int:
+        return self.chunk_size
+
+    def validate(self) -> None:
+        if self.chunk_size < 1:
+            raise ValueError(f"ACTConfig.chunk_size must be >= 1, got {self.chunk_size}")
+        super().validate()
+        if self.n_obs_steps != 1:
+            raise ValueError(f"ACTConfig.n_obs_steps must be 1 (ACT reads the current observation), got {self.n_obs_steps}")
+        if self.backbone_norm not in NORMS:
+            raise ValueError(f"ACTConfig.backbone_norm must be one of {NORMS}, got {self.backbone_norm!r}")
+        if self.feedforward_activation not in ACTIVATIONS:
+            raise ValueError(
+                f"ACTConfig.feedforward_activation must be one of {ACTIVATIONS}, got {self.feedforward_activation!r}"
+            )
+        if self.n_heads < 1 or self.dim_model < 4 or self.dim_model % 4 or self.dim_model % self.n_heads:
+            # multiple of 4: the 2-D sine embedding splits dim_model into sin/cos halves for y and x.
+            raise ValueError(
+                f"ACTConfig.dim_model ({self.dim_model}) must be a multiple of 4 and divisible by n_heads ({self.n_heads})"
+            )
+        for name in ("n_heads", "dim_feedforward", "n_encoder_layers", "n_decoder_layers", "latent_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ACTConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.use_vae and self.n_vae_encoder_layers < 1:
+            raise ValueError(f"ACTConfig.n_vae_encoder_layers must be >= 1 with use_vae, got {self.n_vae_encoder_layers}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"ACTConfig.dropout must be in [0, 1), got {self.dropout}")
+        if self.kl_weight < 0:
+            raise ValueError(f"ACTConfig.kl_weight must be >= 0, got {self.kl_weight}")
+        if self.optimizer_lr_backbone <= 0:
+            raise ValueError(f"ACTConfig.optimizer_lr_backbone must be > 0, got {self.optimizer_lr_backbone}")

@@ -1,0 +1,202 @@
+"""Image backbones written here: a ResNet-18-style CNN (no torchvision, no downloads) and a spatial-softmax head."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+NORMS = ("batch", "group")
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        # GroupNorm keeps no running statistics, so EMA-averaged weights stay consistent (Chi et al. 2023).
+        return nn.GroupNorm(num_groups=max(1, channels // 16), num_channels=channels)
+    raise ValueError(f"unknown backbone norm {kind!r}; expected one of {NORMS}")
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a residual connection (He et al. 2016)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, norm: str):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = make_norm(norm, out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, stride=1, padding=1, bias=False)
+        self.bn2 = make_norm(norm, out_channels)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), make_norm(norm, out_channels)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 feature extractor ([2, 2, 2, 2] BasicBlocks), returning the last feature map (B, 512, H/32, W/32).
+
+    Module names follow the common ResNet-18 layout (conv1, bn1, layer1..layer4) so that a converted ImageNet
+    state dict loads with `load_backbone_weights`; the classifier head is left out.
+    """
+
+    out_channels = 512
+
+    def __init__(self, in_channels: int = 3, norm: str = "batch"):
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"unknown backbone norm {norm!r}; expected one of {NORMS}")
+        self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = make_norm(norm, 64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        widths = (64, 128, 256, 512)
+        layers, in_ch = [], 64
+        for i, width in enumerate(widths):
+            stride = 1 if i == 0 else 2
+            layers.append(nn.Sequential(BasicBlock(in_ch, width, stride, norm), BasicBlock(width, width, 1, norm)))
+            in_ch = width
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def output_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """(C, h, w) of the feature map for a (C, H, W) input, from the conv arithmetic."""
+        _, h, w = image_shape
+        for _ in range(5):  # conv1, maxpool, layer2, layer3, layer4 each halve with ceil-like padding
+            h, w = (h + 1) // 2, (w + 1) // 2
+        return (self.out_channels, h, w)
+
+
+def _read_state_dict(source: str | os.PathLike) -> dict[str, Tensor]:
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    if path.suffix in (".pt", ".pth", ".bin"):
+        # weights_only: never unpickle code from a user-supplied file.
+        data = torch.load(str(path), map_location="cpu", weights_only=True)
+        if isinstance(data, Mapping) and "state_dict" in data and isinstance(data["state_dict"], Mapping):
+            data = data["state_dict"]
+        if not isinstance(data, Mapping) or not all(isinstance(v, Tensor) for v in data.values()):
+            raise ValueError(f"{path}: expected a state dict (name -> tensor), got {type(data).__name__}")
+        return dict(data)
+    raise ValueError(f"{path}: unsupported weights format {path.suffix!r}; expected .safetensors, .pt, .pth or .bin")
+
+
+def load_backbone_weights(
+    module: nn.Module,
+    source: str | os.PathLike | Mapping[str, Tensor],
+    prefix: str = "",
+    ignore_prefixes: tuple[str, ...] = ("fc.",),
+) -> None:
+    """Load user-supplied weights into a backbone, all-or-nothing.
+
+    `prefix` selects and strips a sub-tree of the file (e.g. "backbone."); keys under `ignore_prefixes` (a
+    classifier head) are skipped. Any missing, unexpected or wrongly-shaped tensor raises one ValueError listing them.
+    """
+    where = "state dict" if isinstance(source, Mapping) else str(source)
+    raw = dict(source) if isinstance(source, Mapping) else _read_state_dict(source)
+    if prefix:
+        raw = {k[len(prefix):]: v for k, v in raw.items() if k.startswith(prefix)}
+        if not raw:
+            raise ValueError(f"backbone weights {where}: no key starts with prefix {prefix!r}")
+    given = {k: v for k, v in raw.items() if not k.startswith(ignore_prefixes)}
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    mismatched = sorted(
+        f"{k}: file {tuple(given[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(given) & set(expected)
+        if given[k].shape != expected[k].shape
+    )
+    problems = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
+        if items:
+            shown = ", ".join(items[:8]) + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
+            problems.append(f"{label}: {shown}")
+    if problems:
+        raise ValueError(
+            f"backbone weights {where} do not fit {type(module).__name__}: " + "; ".join(problems)
+            + " (a ResNet-18 state dict with conv1/bn1/layer1..layer4 names is expected; batch-norm weights need "
+            "the 'batch' backbone norm)"
+        )
+    module.load_state_dict(given, strict=True)
+
+
+class SpatialSoftmax(nn.Module):
+    """Expected 2-D image coordinates of K learned keypoints (Levine et al. 2016; used by Diffusion Policy)."""
+
+    def __init__(self, in_channels: int, height: int, width: int, num_keypoints: int):
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, num_keypoints, 1)
+        self.num_keypoints = num_keypoints
+        ys, xs = torch.meshgrid(torch.linspace(-1.0, 1.0, height), torch.linspace(-1.0, 1.0, width), indexing="ij")
+        self.register_buffer("grid", torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1), persistent=False)
+
+    def forward(self, features: Tensor) -> Tensor:
+        logits = self.proj(features).flatten(2)  # (B, K, h*w)
+        attention = torch.softmax(logits, dim=-1)
+        return (attention @ self.grid).flatten(1)  # (B, 2K): x, y per keypoint
+
+
+class ImageEncoder(nn.Module):
+    """ResNet-18 -> spatial softmax keypoints -> linear feature, with optional crop (random in training)."""
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        norm: str,
+        num_keypoints: int,
+        feature_dim: int,
+        crop_shape: tuple[int, int] | None = None,
+        crop_is_random: bool = True,
+    ):
+        super().__init__()
+        c, h, w = image_shape
+        if crop_shape is not None:
+            ch, cw = crop_shape
+            if not (0 < ch <= h and 0 < cw <= w):
+                raise ValueError(f"crop_shape {tuple(crop_shape)} does not fit inside images of size {(h, w)}")
+            h, w = ch, cw
+        self.crop_shape = None if crop_shape is None else (int(crop_shape[0]), int(crop_shape[1]))
+        self.crop_is_random = crop_is_random
+        self.backbone = ResNet18(in_channels=c, norm=norm)
+        fc, fh, fw = self.backbone.output_shape((c, h, w))
+        self.keypoints = SpatialSoftmax(fc, fh, fw, num_keypoints)
+        self.out = nn.Linear(2 * num_keypoints, feature_dim)
+        self.feature_dim = feature_dim
+
+    def crop(self, images: Tensor) -> Tensor:
+        if self.crop_shape is None:
+            return images
+        ch, cw = self.crop_shape
+        h, w = images.shape[-2:]
+        if self.training and self.crop_is_random:
+            top = int(torch.randint(0, h - ch + 1, ()).item())
+            left = int(torch.randint(0, w - cw + 1, ()).item())
+        else:
+            top, left = (h - ch) // 2, (w - cw) // 2
+        return images[..., top : top + ch, left : left + cw]
+
+    def forward(self, images: Tensor) -> Tensor:
+        return torch.relu(self.out(self.keypoints(self.backbone(self.crop(images)))))

@@ -1,0 +1,1 @@
+"""Diffusion Policy: config, UNet denoiser and model."""

@@ -1,0 +1,117 @@
+"""Diffusion Policy (Chi et al. 2023) configuration: 1-D conditional UNet, diffusers schedulers, EMA."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from policies.backbones import NORMS
+from policies.config import PolicyConfig
+
+INFERENCE_SCHEDULERS = ("ddim", "dpm_solver", "ddpm")
+PREDICTION_TYPES = ("epsilon", "sample")
+BETA_SCHEDULES = ("squaredcos_cap_v2", "linear", "scaled_linear")
+
+
+@dataclass
+class DiffusionConfig(PolicyConfig):
+    """Diffusion Policy hyper-parameters; defaults follow the paper / LeRobot except the UNet width.
+
+    Width: the paper's down_dims (512, 1024, 2048) (~250M parameters) needs ~2 s per chunk with 10 DDIM steps on
+    one thread of this CPU (LeRobot: 1.97 s), far above the 30 ms budget. (128, 256, 512) keeps the three-level
+    UNet, kernel 5 and FiLM conditioning at ~1/16 of the width and runs 10 DDIM steps in well under 30 ms
+    (benchmarks/bench_policy_inference.py); set down_dims to [512, 1024, 2048] for the paper size.
+    """
+
+    type: str = "diffusion"
+    normalization_mapping: dict[str, str] = field(
+        default_factory=lambda: {"state": "min_max", "image": "mean_std", "action": "min_max"}
+    )
+    n_obs_steps: int = 2
+    horizon: int = 16
+    n_action_steps: int = 8
+
+    # Vision: ResNet-18 -> spatial softmax keypoints -> linear, per camera (shared unless told otherwise).
+    backbone_norm: str = "group"
+    pretrained_backbone_weights: Optional[str] = None
+    crop_shape: Optional[list[int]] = None  # [h, w]; random crop in training, centre crop at inference
+    crop_is_random: bool = True
+    spatial_softmax_num_keypoints: int = 32
+    image_feature_dim: int = 64
+    use_separate_rgb_encoder_per_camera: bool = False
+
+    # UNet.
+    down_dims: list[int] = field(default_factory=lambda: [128, 256, 512])
+    kernel_size: int = 5
+    n_groups: int = 8
+    diffusion_step_embed_dim: int = 128
+    use_film_scale_modulation: bool = True
+
+    # Noise schedule (diffusers DDPMScheduler for training) and sampler.
+    num_train_timesteps: int = 100
+    beta_schedule: str = "squaredcos_cap_v2"
+    beta_start: float = 0.0001
+    beta_end: float = 0.02
+    prediction_type: str = "epsilon"
+    clip_sample: bool = True
+    clip_sample_range: float = 1.0
+    inference_scheduler: str = "ddim"
+    num_inference_steps: int = 10
+    do_mask_loss_for_padding: bool = False
+
+    # EMA of the weights (diffusers EMAModel with warm-up); inference and export use the averaged network.
+    use_ema: bool = True
+    ema_decay: float = 0.9999
+    ema_min_decay: float = 0.0
+    ema_power: float = 0.75
+    ema_inv_gamma: float = 1.0
+    ema_update_after_step: int = 0
+
+    optimizer_lr: float = 1e-4
+    optimizer_weight_decay: float = 1e-6
+
+    def expected_type(self) -> str:
+        return "diffusion"
+
+    def chunk_length(self) -> int:
+        # Actions from the current step to the end of the horizon (the first n_obs_steps - 1 are in the past).
+        return self.horizon - self.n_obs_steps + 1
+
+    def validate(self) -> None:
+        name = "DiffusionConfig"
+        if self.n_obs_steps < 1 or self.horizon < self.n_obs_steps:
+            raise ValueError(f"{name}: need 1 <= n_obs_steps <= horizon, got n_obs_steps={self.n_obs_steps}, horizon={self.horizon}")
+        super().validate()
+        if not self.down_dims or any(d < 1 for d in self.down_dims):
+            raise ValueError(f"{name}.down_dims must be a non-empty list of positive ints, got {self.down_dims}")
+        factor = 2 ** (len(self.down_dims) - 1)
+        if self.horizon % factor:
+            raise ValueError(
+                f"{name}.horizon ({self.horizon}) must be divisible by 2^(len(down_dims)-1) = {factor}: the UNet "
+                "halves the time axis at every level but the last"
+            )
+        if any(d % self.n_groups for d in self.down_dims):
+            raise ValueError(f"{name}.down_dims {self.down_dims} must all be divisible by n_groups={self.n_groups}")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ValueError(f"{name}.kernel_size must be odd and positive, got {self.kernel_size}")
+        if self.diffusion_step_embed_dim < 2 or self.diffusion_step_embed_dim % 2:
+            raise ValueError(f"{name}.diffusion_step_embed_dim must be even and >= 2, got {self.diffusion_step_embed_dim}")
+        if self.backbone_norm not in NORMS:
+            raise ValueError(f"{name}.backbone_norm must be one of {NORMS}, got {self.backbone_norm!r}")
+        if self.crop_shape is not None and (len(self.crop_shape) != 2 or min(self.crop_shape) < 1):
+            raise ValueError(f"{name}.crop_shape must be [height, width] or null, got {self.crop_shape}")
+        if self.spatial_softmax_num_keypoints < 1 or self.image_feature_dim < 1:
+            raise ValueError(f"{name}: spatial_softmax_num_keypoints and image_feature_dim must be >= 1")
+        if self.inference_scheduler not in INFERENCE_SCHEDULERS:
+            raise ValueError(f"{name}.inference_scheduler must be one of {INFERENCE_SCHEDULERS}, got {self.inference_scheduler!r}")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"{name}.prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(f"{name}.beta_schedule must be one of {BETA_SCHEDULES}, got {self.beta_schedule!r}")
+        if self.num_train_timesteps < 1 or not 1 <= self.num_inference_steps <= self.num_train_timesteps:
+            raise ValueError(
+                f"{name}: need 1 <= num_inference_steps ({self.num_inference_steps}) <= num_train_timesteps "
+                f"({self.num_train_timesteps})"
+            )
+        if not 0.0 <= self.ema_min_decay <= self.ema_decay < 1.0:
+            raise ValueError(f"{name}: need 0 <= ema_min_decay <= ema_decay < 1, got {self.ema_min_decay}, {self.ema_decay}")

@@ -1,0 +1,1 @@
+"""MLP behaviour-cloning baseline: config and model."""

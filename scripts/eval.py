@@ -1,0 +1,32 @@
+"""Evaluate a checkpoint in simulation: python scripts/eval.py checkpoint=<dir> episodes=200 (see configs/eval.yaml)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+
+from training.evaluation import EvaluateConfig, evaluate_checkpoint
+
+ConfigStore.instance().store(name="eval_schema", node=EvaluateConfig)
+
+
+@hydra.main(config_path="../configs", config_name="eval", version_base="1.3")
+def main(cfg) -> None:
+    cfg: EvaluateConfig = OmegaConf.to_object(cfg)
+    output_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir)
+    result = evaluate_checkpoint(cfg, output_dir)
+    print(result.summary())
+    print(f"results: {output_dir / 'results.json'}" + (f"; videos: {output_dir / 'videos'}" if result.videos else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Reinforcement learning with Stable-Baselines3 on the task suite: configs, envs, training loop, checkpoints."""

@@ -1,0 +1,317 @@
+"""Dataclass configs of the RL trainer (mirrored by configs/train_rl.yaml, configs/algo/*.yaml, configs/logger/*.yaml).
+
+One dataclass per algorithm so Hydra type-checks `algo.<field>=...` overrides against that algorithm's own fields:
+a PPO-only field given to SAC, or a typo, fails before anything is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+from omegaconf import MISSING, OmegaConf
+
+from envs.config import EnvConfig
+from training.logging import LoggerConfig
+
+ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "leaky_relu", "silu")
+SCHEDULES = ("constant", "linear")
+ACTION_NOISES = ("none", "normal", "ornstein_uhlenbeck")
+VEC_ENVS = ("subproc", "dummy")
+
+
+@dataclass
+class AlgoConfig:
+    """Fields every algorithm has. `name` selects the SB3 class (see training.rl.algorithms.ALGORITHMS)."""
+
+    name: str = MISSING
+    policy: str = "MlpPolicy"
+    learning_rate: float = 3e-4
+    # "linear": decays to 0 over total_timesteps (SB3 progress_remaining), "constant": fixed.
+    learning_rate_schedule: str = "constant"
+    gamma: float = 0.99
+    # Parallel training envs and observation/reward normalization (VecNormalize) belong to the algorithm's
+    # hyperparameters, as in rl-baselines3-zoo.
+    n_envs: int = 1
+    normalize_obs: bool = True
+    normalize_reward: bool = False
+    clip_obs: float = 10.0
+    net_arch: list[int] = field(default_factory=lambda: [256, 256])
+    activation_fn: str = "relu"
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        if self.learning_rate <= 0:
+            raise ValueError(f"algo.learning_rate must be > 0, got {self.learning_rate}")
+        if self.learning_rate_schedule not in SCHEDULES:
+            raise ValueError(f"algo.learning_rate_schedule must be one of {SCHEDULES}, got {self.learning_rate_schedule!r}")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"algo.gamma must be in (0, 1], got {self.gamma}")
+        if self.n_envs < 1:
+            raise ValueError(f"algo.n_envs must be >= 1, got {self.n_envs}")
+        if self.clip_obs <= 0:
+            raise ValueError(f"algo.clip_obs must be > 0, got {self.clip_obs}")
+        if not self.net_arch or any(int(w) < 1 for w in self.net_arch):
+            raise ValueError(f"algo.net_arch must list layer widths >= 1, got {list(self.net_arch)}")
+        if self.activation_fn not in ACTIVATIONS:
+            raise ValueError(f"algo.activation_fn must be one of {ACTIVATIONS}, got {self.activation_fn!r}")
+
+
+@dataclass
+class PPOConfig(AlgoConfig):
+    name: str = "ppo"
+    n_steps: int = 2048
+    batch_size: int = 64
+    n_epochs: int = 10
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    target_kl: Optional[float] = None
+    normalize_advantage: bool = True
+    use_sde: bool = False
+    sde_sample_freq: int = -1
+    log_std_init: float = 0.0
+    ortho_init: bool = True
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    activation_fn: str = "tanh"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.n_steps < 1 or self.batch_size < 1 or self.n_epochs < 1:
+            raise ValueError(f"algo.n_steps, batch_size and n_epochs must be >= 1, got "
+                             f"{self.n_steps}, {self.batch_size}, {self.n_epochs}")
+        rollout = self.n_steps * self.n_envs
+        if self.batch_size > rollout:
+            raise ValueError(f"algo.batch_size={self.batch_size} exceeds the rollout size n_steps*n_envs={rollout}")
+        if rollout < 2:
+            raise ValueError("PPO needs n_steps * n_envs > 1 (advantage normalization)")
+
+
+@dataclass
+class OffPolicyConfig(AlgoConfig):
+    buffer_size: int = 1_000_000
+    learning_starts: int = 100
+    batch_size: int = 256
+    tau: float = 0.005
+    train_freq: int = 1
+    gradient_steps: int = 1
+
+    def validate(self) -> None:
+        super().validate()
+        if self.buffer_size < 1 or self.batch_size < 1 or self.train_freq < 1:
+            raise ValueError(f"algo.buffer_size, batch_size and train_freq must be >= 1, got "
+                             f"{self.buffer_size}, {self.batch_size}, {self.train_freq}")
+        if self.learning_starts < 0:
+            raise ValueError(f"algo.learning_starts must be >= 0, got {self.learning_starts}")
+        if self.gradient_steps == 0 or self.gradient_steps < -1:
+            raise ValueError(f"algo.gradient_steps must be >= 1 or -1 (as many as env steps), got {self.gradient_steps}")
+        if not 0 < self.tau <= 1:
+            raise ValueError(f"algo.tau must be in (0, 1], got {self.tau}")
+
+
+@dataclass
+class SACConfig(OffPolicyConfig):
+    name: str = "sac"
+    # "auto", "auto_<initial value>" (learned) or a fixed number written as a string, e.g. "0.01" (SB3 convention).
+    ent_coef: str = "auto"
+    target_entropy: str = "auto"
+    target_update_interval: int = 1
+    use_sde: bool = False
+    sde_sample_freq: int = -1
+    log_std_init: float = -3.0
+    n_critics: int = 2
+
+    def validate(self) -> None:
+        super().validate()
+        _check_auto_or_number("algo.ent_coef", self.ent_coef, allow_auto_init=True)
+        _check_auto_or_number("algo.target_entropy", self.target_entropy, allow_auto_init=False)
+
+
+@dataclass
+class TQCConfig(SACConfig):
+    name: str = "tqc"
+    n_quantiles: int = 25
+    top_quantiles_to_drop_per_net: int = 2
+    n_critics: int = 2
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 <= self.top_quantiles_to_drop_per_net < self.n_quantiles:
+            raise ValueError(f"algo.top_quantiles_to_drop_per_net must be in [0, n_quantiles={self.n_quantiles}), "
+                             f"got {self.top_quantiles_to_drop_per_net}")
+
+
+@dataclass
+class TD3Config(OffPolicyConfig):
+    name: str = "td3"
+    learning_rate: float = 1e-3
+    learning_starts: int = 1000
+    policy_delay: int = 2
+    target_policy_noise: float = 0.2
+    target_noise_clip: float = 0.5
+    # Exploration noise on the policy's [-1, 1]-scaled actions.
+    action_noise: str = "normal"
+    action_noise_sigma: float = 0.1
+    n_critics: int = 2
+    net_arch: list[int] = field(default_factory=lambda: [400, 300])
+
+    def validate(self) -> None:
+        super().validate()
+        if self.action_noise not in ACTION_NOISES:
+            raise ValueError(f"algo.action_noise must be one of {ACTION_NOISES}, got {self.action_noise!r}")
+        if self.action_noise_sigma < 0:
+            raise ValueError(f"algo.action_noise_sigma must be >= 0, got {self.action_noise_sigma}")
+
+
+@dataclass
+class DQNConfig(OffPolicyConfig):
+    """Discrete actions only; kept so `algo=dqn` on a continuous task fails with a clear message, and for
+    discrete-action envs registered by users."""
+
+    name: str = "dqn"
+    learning_rate: float = 1e-4
+    buffer_size: int = 1_000_000
+    batch_size: int = 32
+    tau: float = 1.0
+    train_freq: int = 4
+    target_update_interval: int = 10_000
+    exploration_fraction: float = 0.1
+    exploration_initial_eps: float = 1.0
+    exploration_final_eps: float = 0.05
+    max_grad_norm: float = 10.0
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])
+
+
+ALGO_CONFIGS: dict[str, type[AlgoConfig]] = {
+    "ppo": PPOConfig, "sac": SACConfig, "tqc": TQCConfig, "td3": TD3Config, "dqn": DQNConfig,
+}
+
+
+def _check_auto_or_number(name: str, value: str, allow_auto_init: bool) -> None:
+    text = str(value)
+    if text == "auto":
+        return
+    if allow_auto_init and text.startswith("auto_"):
+        text = text[len("auto_"):]
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be 'auto'{', auto_<float>' if allow_auto_init else ''} or a number, "
+                         f"got {value!r}") from None
+    if allow_auto_init and number <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+@dataclass
+class TrainEvalConfig:
+    """Periodic evaluation during training on separate, seeded eval envs (training.evaluation)."""
+
+    every_steps: int = 20_000  # 0: only the final evaluation
+    episodes: int = 20
+    n_envs: int = 4
+    seed: int = 100_000
+    # Videos of the first `video_episodes` episodes on every `video_every`-th periodic evaluation and the final one
+    # (rendering is slow on CPU-only machines; 0 switches videos off).
+    video_episodes: int = 1
+    video_every: int = 5
+    final_episodes: int = 50
+
+    def validate(self) -> None:
+        for name in ("every_steps", "video_episodes", "video_every", "final_episodes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"eval.{name} must be >= 0, got {getattr(self, name)}")
+        if self.episodes < 1 or self.n_envs < 1:
+            raise ValueError(f"eval.episodes and eval.n_envs must be >= 1, got {self.episodes}, {self.n_envs}")
+
+
+@dataclass
+class TrainCheckpointConfig:
+    every_steps: int = 50_000  # 0: only the final checkpoint
+    keep_last: int = 3
+    # Off-policy algorithms: store the replay buffer (safetensors) so a resumed run continues with the same data.
+    save_replay_buffer: bool = True
+
+    def validate(self) -> None:
+        if self.every_steps < 0:
+            raise ValueError(f"checkpoint.every_steps must be >= 0, got {self.every_steps}")
+        if self.keep_last < 1:
+            raise ValueError(f"checkpoint.keep_last must be >= 1, got {self.keep_last}")
+
+
+@dataclass
+class RLTrainConfig:
+    env: EnvConfig = field(default_factory=lambda: EnvConfig(id="cerebellum/Reach-v0"))
+    algo: AlgoConfig = MISSING
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
+    checkpoint: TrainCheckpointConfig = field(default_factory=TrainCheckpointConfig)
+    total_timesteps: int = 200_000
+    # Stop early (and checkpoint) once training has run this long; None: no limit. Benchmarks use it.
+    max_train_seconds: Optional[float] = None
+    seed: int = 0
+    vec_env: str = "dummy"
+    torch_threads: int = 1
+    progress_bar: bool = True
+    # SB3 console tables (0: none, 1: every log interval).
+    verbose: int = 0
+    # None: Hydra's run directory.
+    run_dir: Optional[str] = None
+    # A run directory to continue from its latest checkpoint (its saved config is used).
+    resume: Optional[str] = None
+
+    def validate(self) -> None:
+        self.algo.validate()
+        self.eval.validate()
+        self.checkpoint.validate()
+        if self.total_timesteps < 1:
+            raise ValueError(f"total_timesteps must be >= 1, got {self.total_timesteps}")
+        if self.max_train_seconds is not None and self.max_train_seconds <= 0:
+            raise ValueError(f"max_train_seconds must be > 0 or null, got {self.max_train_seconds}")
+        if self.vec_env not in VEC_ENVS:
+            raise ValueError(f"vec_env must be one of {VEC_ENVS}, got {self.vec_env!r}")
+        if self.torch_threads < 1:
+            raise ValueError(f"torch_threads must be >= 1, got {self.torch_threads}")
+        if self.env.obs_mode != "state":
+            raise ValueError(f"the RL trainer uses state observations (MLP policies); env.obs_mode must be 'state', "
+                             f"got {self.env.obs_mode!r}")
+
+
+def register_configs() -> None:
+    """Store the schemas in Hydra's ConfigStore: train_rl_schema, algo/<name>_schema, logger/base_logger, env."""
+    from hydra.core.config_store import ConfigStore
+
+    from envs.config import register_hydra_schema
+
+    register_hydra_schema()
+    store = ConfigStore.instance()
+    store.store(name="train_rl_schema", node=RLTrainConfig)
+    for name, cls in ALGO_CONFIGS.items():
+        store.store(group="algo", name=f"{name}_schema", node=cls)
+    store.store(group="logger", name="base_logger", node=LoggerConfig)
+
+
+def config_from_dict(data: Mapping[str, Any]) -> RLTrainConfig:
+    """Rebuild a typed config from a saved (plain) one, e.g. a checkpoint's config.yaml; validates field names."""
+    data = dict(data)
+    algo = dict(data.get("algo") or {})
+    name = algo.get("name")
+    if name not in ALGO_CONFIGS:
+        raise ValueError(f"config names algorithm {name!r}; known algorithms: {sorted(ALGO_CONFIGS)}")
+    schema = OmegaConf.structured(RLTrainConfig(algo=ALGO_CONFIGS[name]()))
+    merged = OmegaConf.merge(schema, data)
+    return finalize(OmegaConf.to_object(merged))
+
+
+def finalize(cfg: RLTrainConfig) -> RLTrainConfig:
+    """Turn nested Hydra-built pieces into our dataclasses with their own checks, then validate the whole."""
+    cfg.env = EnvConfig.from_any(dataclasses.asdict(cfg.env) if dataclasses.is_dataclass(cfg.env) else cfg.env)
+    cfg.logger = LoggerConfig(**dataclasses.asdict(cfg.logger))
+    cfg.validate()
+    return cfg
+
+
+def to_dict(cfg: RLTrainConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]

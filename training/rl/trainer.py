@@ -1,0 +1,171 @@
+"""The RL training loop: validate, build envs and the SB3 model, resume, learn with callbacks, checkpoint, evaluate."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from training.checkpoints import write_text_atomic, latest_checkpoint
+from training.evaluation import EvaluationResult, evaluate, make_eval_envs, write_results
+from training.logging import ExperimentLogger
+from training.rl.algorithms import algorithm_spec, build_model, check_action_space
+from training.rl.callbacks import AtRolloutBoundary, TimeBudget, WandbOutputFormat
+from training.rl.checkpoint import RLCheckpoint, read_rl_checkpoint, restore_training_state, save_rl_checkpoint
+from training.rl.config import RLTrainConfig, to_dict
+from training.rl.environments import make_training_vec_env, probe_spaces
+from training.rl.normalization import ObservationNormalizer, vecnormalize_state
+from training.rl.policy import SB3VectorPolicy
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path
+    num_timesteps: int
+    train_seconds: float
+    stopped_by_time_budget: bool
+    final_eval: EvaluationResult | None
+
+
+def resume_from(run_dir: str | Path) -> RLCheckpoint:
+    """The latest checkpoint of a run directory, with a clear error when there is none."""
+    run_dir = Path(run_dir).expanduser()
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"resume={str(run_dir)!r}: no such run directory")
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
+        raise FileNotFoundError(f"resume={str(run_dir)!r}: the run has no complete checkpoint under checkpoints/ "
+                                "(it was stopped before its first checkpoint; start it again instead)")
+    return read_rl_checkpoint(latest)
+
+
+def run(cfg: RLTrainConfig, default_run_dir: str | Path) -> TrainResult:
+    """Entry point of scripts/train_rl.py: a fresh run in cfg.run_dir (or default_run_dir), or `resume=<run dir>`."""
+    if cfg.resume:
+        resumed = resume_from(cfg.resume)
+        print(f"resuming {cfg.resume} from step {resumed.checkpoint.step} with the run's saved config")
+        return train(resumed.config, Path(cfg.resume), resume=resumed)
+    return train(cfg, Path(cfg.run_dir or default_run_dir))
+
+
+def _segment_seed(seed: int, step: int) -> int:
+    """A resumed segment must not replay the episodes of the first one: its seed derives from (seed, step)."""
+    if step == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(step)]).generate_state(1)[0] % (2**31 - 1))
+
+
+def train(cfg: RLTrainConfig, run_dir: Path, resume: RLCheckpoint | None = None,
+          callbacks: Sequence = ()) -> TrainResult:
+    """Train until cfg.total_timesteps (or the time budget); returns the final checkpoint and evaluation."""
+    from stable_baselines3.common.callbacks import CallbackList
+    from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat, Logger
+
+    cfg.validate()
+    algorithm_spec(cfg.algo.name)
+    layout, _, action_space = probe_spaces(cfg.env)
+    check_action_space(cfg.algo, action_space, cfg.env.id)
+    if resume is not None and resume.layout != layout:
+        raise ValueError(f"cannot resume: checkpoint observations {resume.layout.to_dict()} differ from the env's "
+                         f"{layout.to_dict()}")
+    start_step = resume.checkpoint.step if resume is not None else 0
+    if start_step >= cfg.total_timesteps:
+        raise ValueError(f"nothing to do: the run is at step {start_step} >= total_timesteps={cfg.total_timesteps}")
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_dict = to_dict(cfg)
+    write_text_atomic(run_dir / "config.json", json.dumps(config_dict, indent=2))
+    torch.set_num_threads(cfg.torch_threads)
+
+    algo = cfg.algo
+    venv = make_training_vec_env(cfg.env, algo.n_envs, _segment_seed(cfg.seed, start_step), cfg.vec_env,
+                                 algo.normalize_obs, algo.normalize_reward, algo.gamma, algo.clip_obs)
+    eval_envs = None
+    logger = None
+    try:
+        model = build_model(algo, venv, seed=_segment_seed(cfg.seed, start_step), verbose=cfg.verbose)
+        if resume is not None:
+            restore_training_state(resume, model, venv)
+        logger = ExperimentLogger(cfg.logger, run_dir, config_dict,
+                                  run_id=resume.state.get("wandb_run_id") if resume is not None else None)
+        # SB3's CSV writer truncates its file, so each resumed segment gets its own.
+        csv_name = "progress.csv" if start_step == 0 else f"progress_from_{start_step}.csv"
+        formats = [CSVOutputFormat(str(run_dir / csv_name)), WandbOutputFormat(logger)]
+        if cfg.verbose:
+            formats.append(HumanOutputFormat(sys.stdout))
+        model.set_logger(Logger(str(run_dir), formats))
+
+        def save(m) -> Path:
+            return save_rl_checkpoint(run_dir, m, venv, cfg, layout, wandb_run_id=logger.run_id)
+
+        eval_count = 0
+
+        def periodic_eval(m) -> None:
+            nonlocal eval_envs, eval_count
+            eval_count += 1
+            if eval_envs is None:
+                eval_envs = make_eval_envs(cfg.env, cfg.eval.n_envs)
+            videos = cfg.eval.video_episodes if cfg.eval.video_every and eval_count % cfg.eval.video_every == 0 else 0
+            _evaluate_now(m, venv, layout, eval_envs, cfg, cfg.eval.episodes, videos, run_dir, logger)
+
+        budget = TimeBudget(cfg.max_train_seconds) if cfg.max_train_seconds else None
+        all_callbacks = [AtRolloutBoundary(cfg.checkpoint.every_steps, save),
+                         AtRolloutBoundary(cfg.eval.every_steps, periodic_eval), *callbacks]
+        if budget is not None:
+            all_callbacks.append(budget)
+
+        started = time.perf_counter()
+        model.learn(
+            total_timesteps=cfg.total_timesteps - model.num_timesteps,
+            callback=CallbackList(all_callbacks),
+            reset_num_timesteps=False,
+            progress_bar=cfg.progress_bar,
+            log_interval=1 if not algorithm_spec(algo.name).off_policy else 4,
+        )
+        train_seconds = time.perf_counter() - started
+        checkpoint = save(model)
+        logger.log({"time/train_seconds": train_seconds}, step=model.num_timesteps)
+        final = None
+        if cfg.eval.final_episodes:
+            if eval_envs is None:
+                eval_envs = make_eval_envs(cfg.env, cfg.eval.n_envs)
+            final = _evaluate_now(model, venv, layout, eval_envs, cfg, cfg.eval.final_episodes,
+                                  cfg.eval.video_episodes, run_dir, logger, tag="final")
+            model.logger.dump(model.num_timesteps)
+        return TrainResult(run_dir, checkpoint, int(model.num_timesteps), train_seconds,
+                           bool(budget and budget.exhausted), final)
+    finally:
+        venv.close()
+        if eval_envs is not None:
+            eval_envs.close()
+        if logger is not None:
+            logger.finish()
+
+
+def _evaluate_now(model, venv, layout, eval_envs, cfg: RLTrainConfig, episodes: int, video_episodes: int,
+                  run_dir: Path, logger: ExperimentLogger, tag: str | None = None) -> EvaluationResult:
+    """Evaluate the current policy with a frozen copy of the training normalization statistics."""
+    step = int(model.num_timesteps)
+    out = run_dir / "eval" / (tag or f"step_{step:012d}")
+    policy = SB3VectorPolicy(model.policy, layout, ObservationNormalizer.from_state(vecnormalize_state(venv)))
+    result = evaluate(eval_envs, policy, episodes=episodes, seed=cfg.eval.seed, video_episodes=video_episodes,
+                      video_dir=out / "videos", metadata={"kind": "rl", "type": cfg.algo.name, "step": step})
+    write_results(result, out / "results.json")
+    low, high = result.success_ci95
+    metrics = {"eval/success_rate": result.success_rate, "eval/success_ci95_low": low,
+               "eval/success_ci95_high": high, "eval/mean_return": result.mean_return,
+               "eval/mean_length": result.mean_length}
+    logger.log(metrics, step=step)
+    for i, video in enumerate(result.videos):
+        logger.log_video(f"eval/video_{i}", video, step=step)
+    for key, value in metrics.items():
+        model.logger.record(key, value)
+    return result
