@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import math
+import sys
 from typing import Any, Sequence
 
 import gymnasium as gym
@@ -29,6 +31,9 @@ class MujocoTaskEnv(gym.Env):
       environment_state()     -> object / task state (physical units)
       compute_reward()        -> float;  is_success() -> bool
     and may override `apply_action` (default: data.ctrl[:] = action) and the class attributes below.
+
+    Episode length: `gymnasium.make` wraps the env in TimeLimit (the task's `default_max_episode_steps`, or make's
+    `max_episode_steps=N`); a directly constructed env truncates itself when given `max_episode_steps`.
 
     Actions are absolute targets in physical units. Out-of-bound actions are clipped to the Box bounds (the joint
     limits); NaN/inf or a wrong shape raises ValueError. A physics blow-up (MuJoCo's instability auto-reset or a
@@ -68,6 +73,8 @@ class MujocoTaskEnv(gym.Env):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array' (headless), got {render_mode!r}")
         self.obs_mode = obs_mode
+        self._state_obs = obs_mode != "pixels"
+        self._pixel_obs = obs_mode != "state"
         self.render_mode = render_mode
         self.control_hz = float(control_hz if control_hz is not None else self.default_control_hz)
         timestep = float(timestep if timestep is not None else self.default_timestep)
@@ -80,9 +87,12 @@ class MujocoTaskEnv(gym.Env):
                 f"physics timestep {timestep:.6g} s"
             )
         self.n_substeps = int(round(substeps))
-        self.max_episode_steps = int(max_episode_steps or self.default_max_episode_steps)
-        if self.max_episode_steps < 1:
+        if max_episode_steps is not None and int(max_episode_steps) < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
+        # gymnasium.make applies its TimeLimit wrapper (registered default, or make's max_episode_steps) and never
+        # passes the length on; the env truncates by itself only when constructed directly with a length.
+        self._truncate_at = int(max_episode_steps) if max_episode_steps is not None else sys.maxsize
+        self.max_episode_steps = int(max_episode_steps or self.default_max_episode_steps)
         self.metadata = {**self.metadata, "render_fps": self.control_hz}
 
         self.model = mujoco.MjModel.from_xml_string(self.build_mjcf())
@@ -122,6 +132,7 @@ class MujocoTaskEnv(gym.Env):
         self.action_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
         self._action_low = self.action_space.low.astype(np.float64)
         self._action_high = self.action_space.high.astype(np.float64)
+        self._action_shape = self.action_space.shape
         self.observation_space = self._make_observation_space()
         self._step_count = 0
 
@@ -213,14 +224,15 @@ class MujocoTaskEnv(gym.Env):
         d = self.data
         mujoco.mj_step(self.model, d, nstep=self.n_substeps)
         self._step_count += 1
-        # MuJoCo auto-resets the state when it detects instability and counts a BADQPOS/BADQVEL/BADQACC warning.
+        # MuJoCo checks qpos/qvel/qacc for NaN, inf and huge values inside every substep, auto-resets the state and
+        # counts a warning; a step that passed those checks integrates finite values, so no extra scan is needed.
         warn = self._warning_counts
-        if warn[_BADQPOS] or warn[_BADQVEL] or warn[_BADQACC] or not np.isfinite(d.qpos).all():
+        if warn[_BADQPOS] or warn[_BADQVEL] or warn[_BADQACC]:
             return self._physics_error()
         obs = self._observation()
         success = bool(self.is_success())
         terminated = success and self.terminate_on_success
-        truncated = self._step_count >= self.max_episode_steps
+        truncated = self._step_count >= self._truncate_at
         return obs, float(self.compute_reward()), terminated, truncated, {"is_success": success}
 
     def _physics_error(self):
@@ -240,30 +252,47 @@ class MujocoTaskEnv(gym.Env):
         return obs
 
     def _check_action(self, action) -> np.ndarray:
-        a = np.asarray(action, dtype=np.float64)
-        if a.shape != self.action_space.shape:
+        # Hot path: a correctly shaped array costs one reduction (NaN/inf make the sum non-finite) and one clip.
+        if type(action) is not np.ndarray or action.shape != self._action_shape:
+            action = self._coerce_action(action)
+        if not math.isfinite(action.sum()):
+            self._raise_if_not_finite(action)
+        clipped = np.minimum(action, self._action_high)
+        return np.maximum(clipped, self._action_low, out=clipped)
+
+    def _coerce_action(self, action) -> np.ndarray:
+        try:
+            a = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{type(self).__name__}.step: action is not numeric: {action!r}") from exc
+        if a.shape != self._action_shape:
             raise ValueError(
-                f"{type(self).__name__}.step: action has shape {a.shape}, expected {self.action_space.shape} "
+                f"{type(self).__name__}.step: action has shape {a.shape}, expected {self._action_shape} "
                 f"({', '.join(self.action_names)})"
             )
-        if not np.isfinite(a).all():
-            bad = [self.action_names[i] for i in np.flatnonzero(~np.isfinite(a))]
-            raise ValueError(f"{type(self).__name__}.step: action has NaN/inf in {bad}: {a.tolist()}")
-        return np.minimum(np.maximum(a, self._action_low), self._action_high)
+        return a
+
+    def _raise_if_not_finite(self, action: np.ndarray) -> None:
+        # The sum can also overflow for huge finite values; those are merely clipped.
+        bad = np.flatnonzero(~np.isfinite(action))
+        if len(bad):
+            names = [self.action_names[i] for i in bad]
+            raise ValueError(f"{type(self).__name__}.step: action has NaN/inf in {names}: {action.tolist()}")
 
     # ------------------------------------------------------------------ observations and rendering
     def _observation(self) -> dict[str, Any]:
         obs: dict[str, Any] = {}
-        if self.obs_mode != "pixels":
-            agent = np.asarray(self.agent_pos(), dtype=np.float32)
-            env_state = np.asarray(self.environment_state(), dtype=np.float32)
+        if self._state_obs:
+            # astype always copies, so an observation never aliases MjData that the next step overwrites.
+            agent = self.agent_pos().astype(np.float32)
+            env_state = self.environment_state().astype(np.float32)
             if self._agent_noise:
-                agent = agent + self._dr_rng.normal(0.0, self._agent_noise, agent.shape).astype(np.float32)
+                agent += self._dr_rng.normal(0.0, self._agent_noise, agent.shape).astype(np.float32)
             if self._env_noise:
-                env_state = env_state + self._dr_rng.normal(0.0, self._env_noise, env_state.shape).astype(np.float32)
+                env_state += self._dr_rng.normal(0.0, self._env_noise, env_state.shape).astype(np.float32)
             obs["agent_pos"] = agent
             obs["environment_state"] = env_state
-        if self.obs_mode != "state":
+        if self._pixel_obs:
             obs["pixels"] = {cam: self._render_camera(cam, self.image_size) for cam in self.cameras}
         return obs
 

@@ -97,7 +97,7 @@ class ModelRandomizer:
     _FIELDS = (
         "geom_friction", "body_mass", "body_inertia", "geom_size", "geom_pos", "geom_rbound", "geom_aabb",
         "dof_damping", "dof_armature", "actuator_gainprm", "actuator_biasprm", "cam_pos", "cam_quat",
-        "light_diffuse", "light_specular", "geom_rgba", "mat_rgba",
+        "light_diffuse", "light_specular", "geom_rgba", "mat_rgba", "bvh_aabb",
     )
 
     def __init__(
@@ -155,6 +155,9 @@ class ModelRandomizer:
             m.geom_rbound[geoms] = nominal["geom_rbound"][geoms] * s
             m.geom_aabb[geoms] = nominal["geom_aabb"][geoms] * s
             m.body_inertia[body] = m.body_inertia[body] * s * s
+            # MuJoCo culls contacts with the body's bounding-volume hierarchy: it must grow with the geoms.
+            bvh = slice(m.body_bvhadr[body], m.body_bvhadr[body] + m.body_bvhnum[body])
+            m.bvh_aabb[bvh] = nominal["bvh_aabb"][bvh] * s
         dofs = self._robot_dofs
         m.dof_damping[dofs] = nominal["dof_damping"][dofs] * rng.uniform(*cfg.joint_damping_scale, size=len(dofs))
         m.dof_armature[dofs] = nominal["dof_armature"][dofs] * rng.uniform(*cfg.armature_scale, size=len(dofs))

@@ -1,5 +1,7 @@
 """Registers the task suite with Gymnasium (idempotent, so re-imports and subprocess workers are safe)."""
 
+import importlib
+
 import gymnasium as gym
 
 TASKS = {
@@ -13,5 +15,8 @@ TASKS = {
 def register_all() -> None:
     for env_id, entry_point in TASKS.items():
         if env_id not in gym.registry:
-            # No max_episode_steps here: truncation lives inside the env so its length is a plain env kwarg.
-            gym.register(id=env_id, entry_point=entry_point)
+            module_name, class_name = entry_point.split(":")
+            task_cls = getattr(importlib.import_module(module_name), class_name)
+            # The registered length makes gymnasium.make add its TimeLimit wrapper, as for Gymnasium's own MuJoCo
+            # tasks; make(..., max_episode_steps=N) overrides it.
+            gym.register(id=env_id, entry_point=entry_point, max_episode_steps=task_cls.default_max_episode_steps)

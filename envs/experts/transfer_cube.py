@@ -153,8 +153,18 @@ class TransferCubeExpert:
 
     # ------------------------------------------------------------------ observation handling
     def _observe(self, obs: dict) -> None:
+        if "agent_pos" not in obs or "environment_state" not in obs:
+            raise ValueError(
+                f"TransferCubeExpert needs a state observation with 'agent_pos' and 'environment_state', got keys "
+                f"{sorted(obs)} (use obs_mode='state' or 'state_pixels')"
+            )
         q = np.asarray(obs["agent_pos"], dtype=np.float64)
         state = np.asarray(obs["environment_state"], dtype=np.float64)
+        if q.shape != (14,) or state.shape != (7,) or not (np.isfinite(q).all() and np.isfinite(state).all()):
+            raise ValueError(
+                f"TransferCubeExpert expects one unbatched observation: finite agent_pos (14,) and environment_state "
+                f"(7,), got shapes {q.shape} and {state.shape}"
+            )
         first = self.cube_pos is None
         # Light low-pass filters on the noisy readings (observation noise under randomization); the lag they add
         # only matters for moving things, and goals are taken from the cube when it is (nearly) still.

@@ -211,3 +211,12 @@ def test_every_camera_renders_an_informative_frame():
         frame = obs["pixels"][cam]
         assert frame.shape == (48, 64, 3) and frame.std() > 10, cam
     env.close()
+
+
+def test_expert_rejects_pixel_only_or_batched_observations(env):
+    expert = make_expert(env)
+    obs, _ = env.reset(seed=0)
+    with pytest.raises(ValueError, match="agent_pos"):
+        expert({"pixels": {}})
+    with pytest.raises(ValueError, match="unbatched"):
+        expert({key: np.stack([value, value]) for key, value in obs.items()})
