@@ -174,7 +174,8 @@ def so101_actuators(prefix: str = "") -> str:
     for name, (low, high) in zip(JOINT_NAMES, JOINT_RANGES):
         gains = "" if name != "gripper" else f' kp="{JAW_KP}" kv="{JAW_KV}" forcerange="-{JAW_TORQUE} {JAW_TORQUE}"'
         lines.append(
-            f'<position name="{prefix}{name}" class="so101" joint="{prefix}{name}" ctrlrange="{low:.6g} {high:.6g}"{gains}/>'
+            f'<position name="{prefix}{name}" class="so101" joint="{prefix}{name}" '
+            f'ctrlrange="{low:.6g} {high:.6g}"{gains}/>'
         )
     return "\n    ".join(lines)
 
@@ -200,8 +201,10 @@ def scene_xml(
     <headlight ambient="0.35 0.35 0.35" diffuse="0.5 0.5 0.5" specular="0.1 0.1 0.1"/>
   </visual>
   <asset>
-    <texture name="sky" type="skybox" builtin="gradient" rgb1="0.55 0.7 0.9" rgb2="0.2 0.25 0.35" width="64" height="64"/>
-    <texture name="table" type="2d" builtin="checker" rgb1="0.62 0.5 0.38" rgb2="0.56 0.45 0.34" width="64" height="64"/>
+    <texture name="sky" type="skybox" builtin="gradient" rgb1="0.55 0.7 0.9" rgb2="0.2 0.25 0.35"
+             width="64" height="64"/>
+    <texture name="table" type="2d" builtin="checker" rgb1="0.62 0.5 0.38" rgb2="0.56 0.45 0.34"
+             width="64" height="64"/>
     <material name="table" texture="table" texrepeat="8 8" reflectance="0.05"/>
     {assets_extra}
   </asset>

@@ -29,8 +29,7 @@ class ReachExpert:
         self._so101 = names == list(so101.JOINT_NAMES)
         # The SO-101's wrist roll spins the end effector about its own axis and the gripper does not move it.
         ik_joints = list(so101.ARM_JOINTS[:4]) if self._so101 else names
-        site = so101.TCP_SITE if self._so101 else env._user_robot.site
-        self.ik = SiteIK(env.model, site, ik_joints)
+        self.ik = SiteIK(env.model, env.end_effector_site, ik_joints)
         self._ik_columns = np.array([names.index(j) for j in ik_joints])
         self._posture = so101.HOME_QPOS[:4] if self._so101 else None
         self._low, self._high = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)

@@ -84,7 +84,6 @@ class PickCubeEnv(MujocoTaskEnv):
         self.cube_geom = name2id(mujoco.mjtObj.mjOBJ_GEOM, "cube")
         cube_joint = name2id(mujoco.mjtObj.mjOBJ_JOINT, "cube")
         self.cube_qpos = int(m.jnt_qposadr[cube_joint])
-        self.cube_dof = int(m.jnt_dofadr[cube_joint])
         self.tcp_site = name2id(mujoco.mjtObj.mjOBJ_SITE, so101.TCP_SITE)
         self.goal_mocap = int(m.body_mocapid[name2id(mujoco.mjtObj.mjOBJ_BODY, "goal")])
         jids = [name2id(mujoco.mjtObj.mjOBJ_JOINT, j) for j in so101.JOINT_NAMES]
@@ -152,9 +151,13 @@ class PickCubeEnv(MujocoTaskEnv):
         return np.concatenate((self._cube_pose, self._target, self._tcp_pos))
 
     def is_grasped(self) -> bool:
-        """The cube touches both jaws (contacts found by a vectorised scan of MuJoCo's contact list)."""
+        """The cube touches both jaws."""
         if mujoco.mju_dist3(self._tcp_pos, self._cube_pos) > self.grasp_check_distance:
             return False
+        return self._touches_both_jaws()
+
+    def _touches_both_jaws(self) -> bool:
+        # A vectorised scan of MuJoCo's contact list (no Python loop over contacts).
         ncon = self.data.ncon
         if ncon < 2:
             return False
@@ -167,14 +170,15 @@ class PickCubeEnv(MujocoTaskEnv):
         return self._cube_pos[2] >= self.target_height and self.is_grasped()
 
     def compute_reward(self) -> float:
-        lifted = self._cube_pos[2] >= self.target_height
         if self.reward_type == "sparse":
-            return 1.0 if lifted and self.is_grasped() else 0.0
-        grasped = self.is_grasped()
-        if lifted and grasped:
+            return 1.0 if self.is_success() else 0.0
+        dist = mujoco.mju_dist3(self._tcp_pos, self._cube_pos)
+        grasped = dist <= self.grasp_check_distance and self._touches_both_jaws()
+        cube_z = float(self._cube_pos[2])
+        if grasped and cube_z >= self.target_height:
             return 1.0
-        reach = 1.0 - math.tanh(5.0 * mujoco.mju_dist3(self._tcp_pos, self._cube_pos))
+        reach = 1.0 - math.tanh(5.0 * dist)
         if not grasped:
             return reach / 3.0
-        lift = 1.0 - math.tanh(5.0 * max(self.target_height - float(self._cube_pos[2]), 0.0))
+        lift = 1.0 - math.tanh(5.0 * (self.target_height - cube_z))
         return (reach + 1.0 + lift) / 3.0

@@ -33,7 +33,9 @@ class ReachEnv(MujocoTaskEnv):
     Targets are drawn uniformly from a cylinder sector in front of the SO-101 that its IK reaches everywhere
       (radius 0.14-0.30 m from the shoulder_pan axis, azimuth +-60 deg, height 0.04-0.24 m); for a user robot, as the
       end-effector position of a uniformly random joint configuration within the joint limits (redrawn while it
-      penetrates something, e.g. the robot's floor), so every target is reachable by construction. The target is a visual-only mocap sphere (no collision, no physics cost).
+      penetrates something, e.g. the robot's floor), so every target is reachable by construction. The SO-101 starts
+      near its ready pose (joint noise +-0.02 rad), a user robot at its model's qpos0. The target is a visual-only
+      mocap sphere (no collision, no physics cost).
     """
 
     default_max_episode_steps = 100
@@ -77,8 +79,8 @@ class ReachEnv(MujocoTaskEnv):
 
     def setup(self) -> None:
         m = self.model
-        site = so101.TCP_SITE if self._user_robot is None else self._user_robot.site
-        self.ee_site_id = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, site)
+        self.end_effector_site = so101.TCP_SITE if self._user_robot is None else self._user_robot.site
+        self.ee_site_id = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, self.end_effector_site)
         self.target_mocap = m.body_mocapid[mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "target")]
         if self._user_robot is None:
             self.actuator_ids = np.arange(m.nu)
@@ -181,7 +183,7 @@ class _UserRobot:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"ReachEnv: robot_mjcf file {path!r} does not exist")
         if not site:
-            raise ValueError("ReachEnv: robot_mjcf needs end_effector_site=<name of a site on the robot's end effector>")
+            raise ValueError("ReachEnv: robot_mjcf needs end_effector_site=<a site on the robot's end effector>")
         try:
             spec = mujoco.MjSpec.from_file(path)
             model = spec.compile()
