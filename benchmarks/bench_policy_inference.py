@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,17 +32,22 @@ def _stats(dim: int) -> dict:
 
 
 def build(name: str, dims: dict, camera: int | None = None, **overrides):
-    features = {"observation.state": [dims["state"]], "observation.environment_state": [dims["env"]], "action": [dims["action"]]}
-    stats = {"observation.state": _stats(dims["state"]), "observation.environment_state": _stats(dims["env"]), "action": _stats(dims["action"])}
+    """A policy of `name` with unit stats for these feature sizes, and one observation window for it."""
+    keys = {"observation.state": "state", "observation.environment_state": "env", "action": "action"}
+    features = {key: [dims[short]] for key, short in keys.items()}
+    stats = {key: _stats(dims[short]) for key, short in keys.items()}
     if camera:
         features["observation.images.top"] = [3, camera, camera]
         stats["observation.images.top"] = {"mean": [[[0.5]]] * 3, "std": [[[0.25]]] * 3}
     policy = make_policy({"type": name, **overrides}, features, stats).eval()
     g = torch.Generator().manual_seed(0)
     n_obs = policy.config.n_obs_steps
-    obs = {k: torch.randn(1, n_obs, *s.shape, generator=g) for k, s in policy.input_specs.items() if s.kind.value != "image"}
-    if camera:
-        obs["observation.images.top"] = torch.randint(0, 256, (1, n_obs, 3, camera, camera), generator=g, dtype=torch.uint8)
+    obs = {}
+    for key, spec in policy.input_specs.items():
+        if spec.kind.value == "image":
+            obs[key] = torch.randint(0, 256, (1, n_obs, *spec.shape), generator=g, dtype=torch.uint8)
+        else:
+            obs[key] = torch.randn(1, n_obs, *spec.shape, generator=g)
     return policy, obs
 
 
@@ -64,33 +68,39 @@ def measure(policy, obs, repeats: int, warmup: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=100, help="timed calls per case (diffusion uses a third)")
+    parser.add_argument("--repeats", type=int, default=100, help="timed calls per case (fewer for slow cases)")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--paper-size", action="store_true", help="also time the paper-size ACT and Diffusion UNet")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
 
+    act_ref = f"LeRobot ACT state-only: {LEROBOT_ACT_STATE_MS:g} ms"
+    diffusion_ref = f"LeRobot Diffusion 10 DDIM: {LEROBOT_DIFFUSION_10_DDIM_MS:g} ms"
+    # (title, (policy, feature sizes, camera size, overrides), timed calls, target, reference)
     cases = [
         ("ACT default, state (TransferCube dims)", ("act", TRANSFER_CUBE, None, {}), args.repeats,
-         f"<= {ACT_TARGET_MS:g} ms", f"LeRobot ACT state-only: {LEROBOT_ACT_STATE_MS:g} ms"),
-        ("ACT default, state + one 96x96 camera", ("act", TRANSFER_CUBE, 96, {}), max(args.repeats // 2, 5),
+         f"target <= {ACT_TARGET_MS:g} ms;", act_ref),
+        ("ACT default, state + one 96x96 camera", ("act", TRANSFER_CUBE, 96, {}), max(args.repeats // 4, 5),
          "(no target)", ""),
-        ("Diffusion default, 10 DDIM steps, state (Push-T dims)", ("diffusion", PUSH_T, None, {}), max(args.repeats // 3, 5),
-         f"<= {DIFFUSION_TARGET_MS:g} ms", f"LeRobot Diffusion 10 DDIM: {LEROBOT_DIFFUSION_10_DDIM_MS:g} ms"),
+        ("Diffusion default, 10 DDIM steps, state (Push-T dims)", ("diffusion", PUSH_T, None, {}),
+         max(args.repeats // 2, 5), f"target <= {DIFFUSION_TARGET_MS:g} ms;", diffusion_ref),
         ("MLP default, state (TransferCube dims)", ("mlp", TRANSFER_CUBE, None, {}), args.repeats, "(no target)", ""),
     ]
     if args.paper_size:
+        paper_act = {"dim_model": 512, "dim_feedforward": 3200}
+        paper_unet = {"down_dims": [512, 1024, 2048]}
         cases += [
-            ("ACT paper size (dim 512, ff 3200), state", ("act", TRANSFER_CUBE, None, {"dim_model": 512, "dim_feedforward": 3200}),
-             max(args.repeats // 4, 5), "(reference size)", f"LeRobot ACT state-only: {LEROBOT_ACT_STATE_MS:g} ms"),
-            ("Diffusion paper UNet [512,1024,2048], 10 DDIM", ("diffusion", PUSH_T, None, {"down_dims": [512, 1024, 2048]}),
-             5, "(reference size)", f"LeRobot Diffusion 10 DDIM: {LEROBOT_DIFFUSION_10_DDIM_MS:g} ms"),
+            ("ACT paper size (dim 512, ff 3200), state", ("act", TRANSFER_CUBE, None, paper_act),
+             max(args.repeats // 4, 5), "(paper size)", act_ref),
+            ("Diffusion paper UNet [512,1024,2048], 10 DDIM", ("diffusion", PUSH_T, None, paper_unet), 5,
+             "(paper size)", diffusion_ref),
         ]
 
     load_before = os.getloadavg()
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f}")
+    cpu = platform.processor() or platform.machine()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread, {cpu}, {os.cpu_count()} CPUs, "
+          f"load average {load_before[0]:.2f}")
     header = f"{'case':58s} {'median':>8s} {'p90':>8s} {'cpu med':>8s} {'cpu p90':>8s}  target / reference"
     print(header)
     print("-" * len(header))
@@ -98,8 +108,9 @@ def main() -> None:
         policy, obs = build(name, dims, camera, **overrides)
         r = measure(policy, obs, repeats, args.warmup)
         n_params = sum(p.numel() for p in policy.parameters()) / 1e6
-        print(f"{title:58s} {r['median']:7.2f}ms {r['p90']:7.2f}ms {r['cpu_median']:7.2f}ms {r['cpu_p90']:7.2f}ms  "
-              f"{target} {reference} [chunk {policy.chunk_length}, {n_params:.1f}M params, n={repeats}]", flush=True)
+        figures = f"{r['median']:7.2f}ms {r['p90']:7.2f}ms {r['cpu_median']:7.2f}ms {r['cpu_p90']:7.2f}ms"
+        extra = f"[chunk {policy.chunk_length}, {n_params:.1f}M params, n={repeats}]"
+        print(f"{title:58s} {figures}  {target} {reference} {extra}", flush=True)
     load_after = os.getloadavg()
     print(f"load average after: {load_after[0]:.2f} (figures taken on a shared machine inflate with load; "
           "'cpu' columns count only this thread's CPU time)")

@@ -47,7 +47,8 @@ def compose_cfg(overrides: list[str]):
 def train_and_eval(name: str, algo: str, seconds: float, episodes: int, out: Path, randomized: bool,
                    eval_randomization: list[bool]) -> dict:
     cfg = compose_cfg([
-        "env=reach", f"algo={algo}", "total_timesteps=100000000", f"max_train_seconds={seconds}",
+        # total_timesteps stays the tuned one (it sets the learning-rate decay); the time budget may end training first.
+        "env=reach", f"algo={algo}", f"max_train_seconds={seconds}",
         f"env.randomization.enabled={str(randomized).lower()}", "eval.every_steps=0", "eval.final_episodes=0",
         "checkpoint.every_steps=0", "logger.mode=disabled", "progress_bar=false",
     ])

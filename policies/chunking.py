@@ -28,7 +28,9 @@ class ActionQueue:
         if chunk.ndim != 3:
             raise ValueError(f"action chunk must be (B, T, A), got shape {tuple(chunk.shape)}")
         if chunk.shape[1] < self.n_action_steps:
-            raise ValueError(f"action chunk has {chunk.shape[1]} steps, fewer than n_action_steps={self.n_action_steps}")
+            raise ValueError(
+                f"action chunk has {chunk.shape[1]} steps, fewer than n_action_steps={self.n_action_steps}"
+            )
         self._chunk = chunk[:, : self.n_action_steps]
         self._index = 0
 

@@ -56,7 +56,9 @@ class PolicyConfig:
             if specs_from_shapes({key: self.input_features[key]})[key].kind is FeatureKind.ACTION:
                 raise ValueError(f"{name}.input_features must not contain {ACTION_KEY!r}")
         if self.output_features and set(self.output_features) != {ACTION_KEY}:
-            raise ValueError(f"{name}.output_features must be exactly {{'{ACTION_KEY}': [A]}}, got {self.output_features}")
+            raise ValueError(
+                f"{name}.output_features must be exactly {{'{ACTION_KEY}': [A]}}, got {self.output_features}"
+            )
         if self.n_obs_steps < 1:
             raise ValueError(f"{name}.n_obs_steps must be >= 1, got {self.n_obs_steps}")
         if not 1 <= self.n_action_steps <= self.chunk_length():
@@ -66,8 +68,8 @@ class PolicyConfig:
             )
         if self.temporal_ensemble_coeff is not None and self.n_action_steps != 1:
             raise ValueError(
-                f"{name}: temporal ensembling (temporal_ensemble_coeff={self.temporal_ensemble_coeff}) predicts a chunk "
-                f"every step, so n_action_steps must be 1, got {self.n_action_steps}"
+                f"{name}: temporal ensembling (temporal_ensemble_coeff={self.temporal_ensemble_coeff}) predicts a "
+                f"chunk every step, so n_action_steps must be 1, got {self.n_action_steps}"
             )
         if self.optimizer_lr <= 0 or self.optimizer_weight_decay < 0:
             raise ValueError(f"{name}: optimizer_lr must be > 0 and optimizer_weight_decay >= 0")

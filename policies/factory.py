@@ -21,44 +21,54 @@ WEIGHTS_FILE = "model.safetensors"
 FORMAT_VERSION = 1
 
 
-def _registry() -> dict[str, tuple[type[PolicyConfig], type[Policy]]]:
-    # Imported here so that importing policies.factory stays cheap and free of cycles.
+def _config_registry() -> dict[str, type[PolicyConfig]]:
+    # Config modules are light (no diffusers): Hydra apps can register the schemas without loading the models.
     from policies.act.config import ACTConfig
-    from policies.act.model import ACTPolicy
     from policies.diffusion.config import DiffusionConfig
-    from policies.diffusion.model import DiffusionPolicy
     from policies.mlp.config import MLPConfig
-    from policies.mlp.model import MLPPolicy
 
-    return {
-        "act": (ACTConfig, ACTPolicy),
-        "diffusion": (DiffusionConfig, DiffusionPolicy),
-        "mlp": (MLPConfig, MLPPolicy),
-    }
+    return {"act": ACTConfig, "diffusion": DiffusionConfig, "mlp": MLPConfig}
+
+
+def _policy_class(name: str) -> type[Policy]:
+    if name == "act":
+        from policies.act.model import ACTPolicy
+
+        return ACTPolicy
+    if name == "diffusion":
+        from policies.diffusion.model import DiffusionPolicy
+
+        return DiffusionPolicy
+    if name == "mlp":
+        from policies.mlp.model import MLPPolicy
+
+        return MLPPolicy
+    raise ValueError(f"unknown policy type {name!r}; available: {available_policies()}")
 
 
 def available_policies() -> list[str]:
-    return sorted(_registry())
+    return sorted(_config_registry())
 
 
-def _entry(name: str) -> tuple[type[PolicyConfig], type[Policy]]:
-    registry = _registry()
+def policy_config_classes() -> dict[str, type[PolicyConfig]]:
+    """name -> config dataclass, for registering Hydra structured configs in the ConfigStore."""
+    return dict(_config_registry())
+
+
+def _config_class(name: str) -> type[PolicyConfig]:
+    registry = _config_registry()
     if name not in registry:
         raise ValueError(f"unknown policy type {name!r}; available: {sorted(registry)}")
     return registry[name]
 
 
-def policy_config_classes() -> dict[str, type[PolicyConfig]]:
-    """name -> config dataclass, for registering Hydra structured configs in the ConfigStore."""
-    return {name: entry[0] for name, entry in _registry().items()}
-
-
 def get_policy_class(name: str) -> type[Policy]:
-    return _entry(name)[1]
+    _config_class(name)
+    return _policy_class(name)
 
 
 def make_policy_config(name: str, **overrides: Any) -> PolicyConfig:
-    return _entry(name)[0].from_dict({**overrides, "type": name})
+    return _config_class(name).from_dict({**overrides, "type": name})
 
 
 def config_from_dict(data: Mapping[str, Any]) -> PolicyConfig:
@@ -74,7 +84,7 @@ def config_from_dict(data: Mapping[str, Any]) -> PolicyConfig:
         raise ValueError(f"a policy config must be a mapping, got {type(data).__name__}")
     if "type" not in data:
         raise ValueError(f"policy config has no 'type' field (one of {available_policies()}); keys: {sorted(data)}")
-    return _entry(str(data["type"]))[0].from_dict(data)
+    return _config_class(str(data["type"])).from_dict(data)
 
 
 def config_to_dict(config: PolicyConfig) -> dict[str, Any]:
@@ -176,7 +186,9 @@ def save_policy(policy: Policy, directory: str | os.PathLike) -> Path:
     return out
 
 
-def load_policy(directory: str | os.PathLike, expected_type: str | None = None, device: str | torch.device = "cpu") -> Policy:
+def load_policy(
+    directory: str | os.PathLike, expected_type: str | None = None, device: str | torch.device = "cpu"
+) -> Policy:
     """Load a policy written by save_policy; no pickle is involved. `expected_type` refuses another policy type."""
     from safetensors.torch import load_file
 
@@ -190,7 +202,9 @@ def load_policy(directory: str | os.PathLike, expected_type: str | None = None, 
     except json.JSONDecodeError as err:
         raise ValueError(f"{config_path} is not valid JSON: {err}") from err
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{config_path}: unsupported format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
+        raise ValueError(
+            f"{config_path}: unsupported format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}"
+        )
     kind = meta.get("type")
     if expected_type is not None and kind != expected_type:
         raise ValueError(f"{src} holds a {kind!r} policy, expected {expected_type!r}")

@@ -153,7 +153,9 @@ class Policy(nn.Module, abc.ABC):
     def reset(self) -> None:
         """Forget observation history and queued / ensembled actions (call at every episode start)."""
         self._history: deque[dict[str, Tensor]] = deque(maxlen=self.config.n_obs_steps)
-        self._executor = make_executor(self.config.n_action_steps, self.chunk_length, self.config.temporal_ensemble_coeff)
+        self._executor = make_executor(
+            self.config.n_action_steps, self.chunk_length, self.config.temporal_ensemble_coeff
+        )
 
     @torch.no_grad()
     def select_action(self, observation: Mapping[str, Tensor]) -> Tensor:

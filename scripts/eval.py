@@ -14,7 +14,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from training.evaluation import EvaluateConfig, evaluate_checkpoint
+from training.evaluation import EvaluateConfig, evaluate_checkpoint, load_for_evaluation
 
 ConfigStore.instance().store(name="eval_schema", node=EvaluateConfig)
 
@@ -23,7 +23,11 @@ ConfigStore.instance().store(name="eval_schema", node=EvaluateConfig)
 def main(cfg) -> None:
     cfg: EvaluateConfig = OmegaConf.to_object(cfg)
     output_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir)
-    result = evaluate_checkpoint(cfg, output_dir)
+    try:  # a missing or invalid checkpoint is reported as one line
+        loaded = load_for_evaluation(cfg.checkpoint, cfg.device)
+    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+        sys.exit(f"error: {err}")
+    result = evaluate_checkpoint(cfg, output_dir, loaded=loaded)
     print(result.summary())
     print(f"results: {output_dir / 'results.json'}" + (f"; videos: {output_dir / 'videos'}" if result.videos else ""))
 

@@ -331,6 +331,7 @@ class LoadedPolicy:
 # kind -> "module:function(path, device) -> LoadedPolicy"; imported lazily so evaluation does not pull in SB3/torch.
 POLICY_LOADERS: dict[str, str | Callable[..., LoadedPolicy]] = {
     "rl": "training.rl.checkpoint:load_for_evaluation",
+    "imitation": "training.imitation.checkpoint:load_for_evaluation",
 }
 BUNDLE_MANIFEST = "manifest.json"
 
@@ -392,11 +393,13 @@ class EvaluateConfig:
             raise ValueError(f"video_episodes must be >= 0, got {self.video_episodes}")
 
 
-def evaluate_checkpoint(cfg: EvaluateConfig, output_dir: str | Path) -> EvaluationResult:
-    """Load any checkpoint kind, evaluate it, write videos/ and results.json under output_dir."""
+def evaluate_checkpoint(cfg: EvaluateConfig, output_dir: str | Path, loaded: LoadedPolicy | None = None
+                        ) -> EvaluationResult:
+    """Load any checkpoint kind (unless already `loaded`), evaluate it, write videos/ and results.json to output_dir."""
     if cfg.checkpoint in (MISSING, "", None):
         raise ValueError("no checkpoint given: pass checkpoint=<checkpoint dir, run dir or bundle dir>")
-    loaded = load_for_evaluation(cfg.checkpoint, cfg.device)
+    if loaded is None:
+        loaded = load_for_evaluation(cfg.checkpoint, cfg.device)
     env = loaded.env
     if cfg.randomization is not None:
         env = dataclasses.replace(env, randomization=dataclasses.replace(env.randomization, enabled=cfg.randomization))

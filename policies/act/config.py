@@ -15,10 +15,12 @@ ACTIVATIONS = ("relu", "gelu")
 class ACTConfig(PolicyConfig):
     """ACT hyper-parameters; defaults follow the paper / LeRobot except the transformer width.
 
-    Width: the paper-size transformer (dim_model 512, dim_feedforward 3200) costs ~22 ms per chunk in LeRobot and
-    ~8 ms in ours on one thread of this CPU (benchmarks/bench_policy_inference.py), above the 5 ms per-chunk budget.
-    dim_model 256 / dim_feedforward 1024 runs in ~2 ms with the same depth, heads, chunking and CVAE; set
-    dim_model=512, dim_feedforward=3200 to get the paper size back.
+    Width: the budget is 5 ms per chunk (torch, batch 1, one CPU thread, state observations). The paper-size
+    transformer (dim_model 512, dim_feedforward 3200) takes ~22 ms in LeRobot and ~30 ms in ours on this shared
+    2-core CPU; 256/1024 still took 5.5-6.5 ms (best case) here, mostly the 100-query decoder's feed-forward
+    and the weight traffic of the encoder. 192/768 keeps the paper's depth (4 encoder layers, 1 decoder layer,
+    8 heads), chunking and CVAE and runs in ~3.5 ms best case (benchmarks/bench_policy_inference.py). Set
+    dim_model=512, dim_feedforward=3200 for the paper size.
     """
 
     type: str = "act"
@@ -35,9 +37,9 @@ class ACTConfig(PolicyConfig):
     pretrained_backbone_weights: Optional[str] = None  # .safetensors/.pt ResNet-18 state dict, loaded by make_policy
 
     # Transformer.
-    dim_model: int = 256
+    dim_model: int = 192
     n_heads: int = 8
-    dim_feedforward: int = 1024
+    dim_feedforward: int = 768
     feedforward_activation: str = "relu"
     n_encoder_layers: int = 4
     # The reference implementation builds 7 decoder layers but only the first one's output is used; LeRobot keeps 1.
@@ -66,7 +68,9 @@ class ACTConfig(PolicyConfig):
             raise ValueError(f"ACTConfig.chunk_size must be >= 1, got {self.chunk_size}")
         super().validate()
         if self.n_obs_steps != 1:
-            raise ValueError(f"ACTConfig.n_obs_steps must be 1 (ACT reads the current observation), got {self.n_obs_steps}")
+            raise ValueError(
+                f"ACTConfig.n_obs_steps must be 1 (ACT reads the current observation), got {self.n_obs_steps}"
+            )
         if self.backbone_norm not in NORMS:
             raise ValueError(f"ACTConfig.backbone_norm must be one of {NORMS}, got {self.backbone_norm!r}")
         if self.feedforward_activation not in ACTIVATIONS:
@@ -76,13 +80,16 @@ class ACTConfig(PolicyConfig):
         if self.n_heads < 1 or self.dim_model < 4 or self.dim_model % 4 or self.dim_model % self.n_heads:
             # multiple of 4: the 2-D sine embedding splits dim_model into sin/cos halves for y and x.
             raise ValueError(
-                f"ACTConfig.dim_model ({self.dim_model}) must be a multiple of 4 and divisible by n_heads ({self.n_heads})"
+                f"ACTConfig.dim_model ({self.dim_model}) must be a multiple of 4 and divisible by n_heads "
+                f"({self.n_heads})"
             )
         for name in ("n_heads", "dim_feedforward", "n_encoder_layers", "n_decoder_layers", "latent_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ACTConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.use_vae and self.n_vae_encoder_layers < 1:
-            raise ValueError(f"ACTConfig.n_vae_encoder_layers must be >= 1 with use_vae, got {self.n_vae_encoder_layers}")
+            raise ValueError(
+                f"ACTConfig.n_vae_encoder_layers must be >= 1 with use_vae, got {self.n_vae_encoder_layers}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ACTConfig.dropout must be in [0, 1), got {self.dropout}")
         if self.kl_weight < 0:

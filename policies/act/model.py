@@ -153,7 +153,14 @@ class DecoderLayer(nn.Module):
 class ACTNetwork(nn.Module):
     """The ACT network in normalized space; knows feature sizes, not dataset keys."""
 
-    def __init__(self, c: ACTConfig, state_dim: int, env_state_dim: int, camera_shapes: list[tuple[int, int, int]], action_dim: int):
+    def __init__(
+        self,
+        c: ACTConfig,
+        state_dim: int,
+        env_state_dim: int,
+        camera_shapes: list[tuple[int, int, int]],
+        action_dim: int,
+    ):
         super().__init__()
         if state_dim == 0 and env_state_dim == 0 and not camera_shapes:
             raise ValueError("ACT needs at least one observation: observation.state, environment_state or a camera")
@@ -248,7 +255,9 @@ class ACTPolicy(Policy):
         self.camera_keys = self.image_keys
         shapes = [self.input_specs[k].shape for k in self.camera_keys]
         if len(set(s[0] for s in shapes)) > 1:
-            raise ValueError(f"ACT shares one backbone across cameras; channel counts differ: {dict(zip(self.camera_keys, shapes))}")
+            raise ValueError(
+                f"ACT shares one backbone across cameras; channel counts differ: {dict(zip(self.camera_keys, shapes))}"
+            )
         self.network = ACTNetwork(
             config,
             state_dim=self.input_specs[STATE_KEY].shape[0] if self.has_state else 0,
@@ -291,7 +300,8 @@ class ACTPolicy(Policy):
             kld = torch.zeros((), device=actions.device)
         predicted = self.network(state, env_state, images, latent)
         valid = (~is_pad).unsqueeze(-1).to(predicted.dtype)
-        l1 = (F.l1_loss(predicted, actions, reduction="none") * valid).sum() / (valid.sum() * self.action_dim).clamp_min(1)
+        l1 = (F.l1_loss(predicted, actions, reduction="none") * valid).sum()
+        l1 = l1 / (valid.sum() * self.action_dim).clamp_min(1)  # mean over real (unpadded) action entries
         loss = l1 + self.config.kl_weight * kld
         return loss, {"l1_loss": float(l1.detach()), "kld_loss": float(kld.detach()), "loss": float(loss.detach())}
 
@@ -308,10 +318,9 @@ class ACTPolicy(Policy):
         for name, p in self.named_parameters():
             if p.requires_grad:
                 (backbone if name.startswith("network.backbone.") else rest).append(p)
-        groups = [{"params": rest, "lr": self.config.optimizer_lr, "weight_decay": self.config.optimizer_weight_decay}]
+        decay = self.config.optimizer_weight_decay
+        groups = [{"params": rest, "lr": self.config.optimizer_lr, "weight_decay": decay}]
         if backbone:
-            groups.append(
-                {"params": backbone, "lr": self.config.optimizer_lr_backbone, "weight_decay": self.config.optimizer_weight_decay}
-            )
+            groups.append({"params": backbone, "lr": self.config.optimizer_lr_backbone, "weight_decay": decay})
         return groups
 

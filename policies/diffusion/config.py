@@ -15,12 +15,14 @@ BETA_SCHEDULES = ("squaredcos_cap_v2", "linear", "scaled_linear")
 
 @dataclass
 class DiffusionConfig(PolicyConfig):
-    """Diffusion Policy hyper-parameters; defaults follow the paper / LeRobot except the UNet width.
+    """Diffusion Policy hyper-parameters; defaults follow the paper / LeRobot except the UNet size.
 
-    Width: the paper's down_dims (512, 1024, 2048) (~250M parameters) needs ~2 s per chunk with 10 DDIM steps on
-    one thread of this CPU (LeRobot: 1.97 s), far above the 30 ms budget. (128, 256, 512) keeps the three-level
-    UNet, kernel 5 and FiLM conditioning at ~1/16 of the width and runs 10 DDIM steps in well under 30 ms
-    (benchmarks/bench_policy_inference.py); set down_dims to [512, 1024, 2048] for the paper size.
+    Size: the budget is 30 ms per chunk with 10 DDIM steps (torch, batch 1, one CPU thread), i.e. ~3 ms per
+    denoiser call. The paper's down_dims (512, 1024, 2048) (~250M parameters) takes ~2 s (LeRobot: 1.97 s);
+    at batch 1 the cost is per-call overhead plus weight traffic, and on this shared 2-core CPU even
+    [64, 128, 256] took ~45 ms per chunk best case. [64, 128] (two levels, 1.2M parameters; kernel 5, FiLM,
+    GroupNorm, Mish as in the paper) takes ~20 ms best case (benchmarks/bench_policy_inference.py). horizon 16
+    is then halved once (16 -> 8). Set down_dims to [512, 1024, 2048] for the paper size.
     """
 
     type: str = "diffusion"
@@ -41,7 +43,7 @@ class DiffusionConfig(PolicyConfig):
     use_separate_rgb_encoder_per_camera: bool = False
 
     # UNet.
-    down_dims: list[int] = field(default_factory=lambda: [128, 256, 512])
+    down_dims: list[int] = field(default_factory=lambda: [64, 128])
     kernel_size: int = 5
     n_groups: int = 8
     diffusion_step_embed_dim: int = 128
@@ -80,7 +82,9 @@ class DiffusionConfig(PolicyConfig):
     def validate(self) -> None:
         name = "DiffusionConfig"
         if self.n_obs_steps < 1 or self.horizon < self.n_obs_steps:
-            raise ValueError(f"{name}: need 1 <= n_obs_steps <= horizon, got n_obs_steps={self.n_obs_steps}, horizon={self.horizon}")
+            raise ValueError(
+                f"{name}: need 1 <= n_obs_steps <= horizon, got n_obs_steps={self.n_obs_steps}, horizon={self.horizon}"
+            )
         super().validate()
         if not self.down_dims or any(d < 1 for d in self.down_dims):
             raise ValueError(f"{name}.down_dims must be a non-empty list of positive ints, got {self.down_dims}")
@@ -95,7 +99,9 @@ class DiffusionConfig(PolicyConfig):
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ValueError(f"{name}.kernel_size must be odd and positive, got {self.kernel_size}")
         if self.diffusion_step_embed_dim < 2 or self.diffusion_step_embed_dim % 2:
-            raise ValueError(f"{name}.diffusion_step_embed_dim must be even and >= 2, got {self.diffusion_step_embed_dim}")
+            raise ValueError(
+                f"{name}.diffusion_step_embed_dim must be even and >= 2, got {self.diffusion_step_embed_dim}"
+            )
         if self.backbone_norm not in NORMS:
             raise ValueError(f"{name}.backbone_norm must be one of {NORMS}, got {self.backbone_norm!r}")
         if self.crop_shape is not None and (len(self.crop_shape) != 2 or min(self.crop_shape) < 1):
@@ -103,7 +109,9 @@ class DiffusionConfig(PolicyConfig):
         if self.spatial_softmax_num_keypoints < 1 or self.image_feature_dim < 1:
             raise ValueError(f"{name}: spatial_softmax_num_keypoints and image_feature_dim must be >= 1")
         if self.inference_scheduler not in INFERENCE_SCHEDULERS:
-            raise ValueError(f"{name}.inference_scheduler must be one of {INFERENCE_SCHEDULERS}, got {self.inference_scheduler!r}")
+            raise ValueError(
+                f"{name}.inference_scheduler must be one of {INFERENCE_SCHEDULERS}, got {self.inference_scheduler!r}"
+            )
         if self.prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"{name}.prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
         if self.beta_schedule not in BETA_SCHEDULES:
@@ -114,4 +122,6 @@ class DiffusionConfig(PolicyConfig):
                 f"({self.num_train_timesteps})"
             )
         if not 0.0 <= self.ema_min_decay <= self.ema_decay < 1.0:
-            raise ValueError(f"{name}: need 0 <= ema_min_decay <= ema_decay < 1, got {self.ema_min_decay}, {self.ema_decay}")
+            raise ValueError(
+                f"{name}: need 0 <= ema_min_decay <= ema_decay < 1, got {self.ema_min_decay}, {self.ema_decay}"
+            )

@@ -46,7 +46,14 @@ def make_noise_scheduler(config: DiffusionConfig, kind: str):
 class DiffusionNetwork(nn.Module):
     """Observation encoder + denoiser, in normalized space; this whole module is what EMA averages."""
 
-    def __init__(self, c: DiffusionConfig, state_dim: int, env_state_dim: int, camera_shapes: list[tuple[int, int, int]], action_dim: int):
+    def __init__(
+        self,
+        c: DiffusionConfig,
+        state_dim: int,
+        env_state_dim: int,
+        camera_shapes: list[tuple[int, int, int]],
+        action_dim: int,
+    ):
         super().__init__()
         if state_dim == 0 and env_state_dim == 0 and not camera_shapes:
             raise ValueError("Diffusion Policy needs at least one observation: state, environment_state or a camera")
@@ -114,7 +121,8 @@ class DiffusionPolicy(Policy):
         self.ema_network: DiffusionNetwork | None = None
         if config.use_ema:
             # The averaged weights live in a module of their own so that they are in the state dict, follow
-            # .to(device) and are restored by load_state_dict; EMAModel updates them in place (see after_optimizer_step).
+            # .to(device) and are restored by load_state_dict; EMAModel updates them in place
+            # (see after_optimizer_step).
             self.ema_network = copy.deepcopy(self.network).requires_grad_(False)
             self.register_buffer("ema_optimization_step", torch.zeros((), dtype=torch.long))
             self._ema = EMAModel(
@@ -166,10 +174,15 @@ class DiffusionPolicy(Policy):
     def sample_normalized_trajectory(self, global_cond: Tensor, noise: Tensor, network: DiffusionNetwork) -> Tensor:
         """Run the sampler from `noise` (B, horizon, A) to a normalized trajectory; a fixed number of steps."""
         self.sampler.set_timesteps(self.config.num_inference_steps, device=noise.device)  # resets solver state
+        batch, n_steps = noise.shape[0], len(self.sampling_timesteps)
+        # The conditioning of every step depends only on (t, observation): one batched call for all steps.
+        timesteps = torch.tensor(self.sampling_timesteps, dtype=torch.long, device=noise.device)
+        films = network.unet.film_parameters(
+            timesteps.repeat_interleave(batch), global_cond.repeat(n_steps, 1)
+        ).reshape(n_steps, batch, -1)
         x = noise
-        for t in self.sampling_timesteps:
-            timesteps = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-            model_output = network.unet(x, timesteps, global_cond)
+        for i, t in enumerate(self.sampling_timesteps):
+            model_output = network.unet.denoise(x, films[i])
             x = self.sampler.step(model_output, t, x).prev_sample
         return x
 
@@ -177,9 +190,8 @@ class DiffusionPolicy(Policy):
         network = self.inference_network
         global_cond = self._global_cond(network, observations)
         if noise is None:
-            noise = torch.randn(
-                global_cond.shape[0], self.config.horizon, self.action_dim, device=global_cond.device, dtype=global_cond.dtype
-            )
+            shape = (global_cond.shape[0], self.config.horizon, self.action_dim)
+            noise = torch.randn(shape, device=global_cond.device, dtype=global_cond.dtype)
         trajectory = self.sample_normalized_trajectory(global_cond, noise, network)
         return trajectory[:, self.config.n_obs_steps - 1 :]
 
@@ -208,7 +220,9 @@ class DiffusionPolicy(Policy):
         if path is None:
             return
         if not self.camera_keys:
-            raise ValueError(f"diffusion: pretrained_backbone_weights={path!r} given but the policy has no camera input")
+            raise ValueError(
+                f"diffusion: pretrained_backbone_weights={path!r} given but the policy has no camera input"
+            )
         for module in (self.network, self.ema_network):
             if module is not None:
                 for encoder in module.image_encoders:

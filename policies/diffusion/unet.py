@@ -1,6 +1,9 @@
 """1-D temporal convolutional UNet with FiLM conditioning, the denoiser of Diffusion Policy (Chi et al. 2023).
 
 Written here because diffusers' UNet1DModel has no per-block FiLM conditioning on a global observation vector.
+Sampling calls this network num_inference_steps times per chunk at batch 1 on a CPU, where PyTorch's per-call
+overhead, not arithmetic, dominates: hence convolutions as im2col + one matrix product, blocks that call their
+layers functionally instead of through nested modules, and one linear layer for the FiLM parameters of all blocks.
 """
 
 from __future__ import annotations
@@ -12,24 +15,33 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-class TemporalConv1d(nn.Conv1d):
-    """nn.Conv1d (same parameters and state dict) computed as im2col + one matrix product.
+def im2col_conv1d(x: Tensor, conv: nn.Conv1d) -> Tensor:
+    """`conv(x)` for an nn.Conv1d with zero padding, no dilation and no groups; in eval mode as im2col + one
+    matrix product.
 
-    Why: at batch 1 with few time steps, PyTorch's CPU heuristics route Conv1d to its slow reference kernel,
-    which is 4-6x slower than this for the 128-512 channel layers here, and sampling calls the UNet
-    num_inference_steps times per chunk. Only zero padding, no dilation, no groups.
+    At batch 1 with a few time steps PyTorch's CPU heuristics send Conv1d to a reference kernel that is 4-6x
+    slower than this for 128-512 channels; with training batches its own (oneDNN) kernels are faster, so the
+    module's training flag picks the path. F.unfold (on a height-1 image), unlike Tensor.unfold, also exports to
+    ONNX with a dynamic batch.
     """
+    if conv.training:
+        return conv(x)
+    k, stride, pad = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+    if k == 1 and stride == 1 and pad == 0:
+        return F.linear(x.transpose(1, 2), conv.weight[:, :, 0], conv.bias).transpose(1, 2)
+    cols = F.unfold(x[:, :, None, :], (1, k), padding=(0, pad), stride=(1, stride))  # (B, C_in * K, T_out)
+    return F.linear(cols.transpose(1, 2), conv.weight.flatten(1), conv.bias).transpose(1, 2)
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0):
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
 
-    def forward(self, x: Tensor) -> Tensor:
-        pad, k, stride = self.padding[0], self.kernel_size[0], self.stride[0]
-        if k == 1 and stride == 1 and pad == 0:
-            return F.linear(x.transpose(1, 2), self.weight[:, :, 0], self.bias).transpose(1, 2)
-        # F.unfold (im2col) on a height-1 image; unlike Tensor.unfold it exports to ONNX with a dynamic batch.
-        cols = F.unfold(x[:, :, None, :], (1, k), padding=(0, pad), stride=(1, stride))  # (B, C_in * K, T_out)
-        return F.linear(cols.transpose(1, 2), self.weight.flatten(1), self.bias).transpose(1, 2)
+def _check_plain_conv(conv: nn.Conv1d) -> nn.Conv1d:
+    if conv.groups != 1 or conv.dilation[0] != 1 or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        raise ValueError("im2col_conv1d supports zero padding given as an int, no dilation and no groups")
+    return conv
+
+
+def conv_norm_mish(x: Tensor, conv: nn.Conv1d, norm: nn.GroupNorm) -> Tensor:
+    """Conv1d -> GroupNorm -> Mish, the basic unit of the UNet."""
+    return F.mish(F.group_norm(im2col_conv1d(x, conv), norm.num_groups, norm.weight, norm.bias, norm.eps))
 
 
 class SinusoidalStepEmbedding(nn.Module):
@@ -44,26 +56,11 @@ class SinusoidalStepEmbedding(nn.Module):
         return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
-class Conv1dBlock(nn.Module):
-    """Conv1d -> GroupNorm -> Mish."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, n_groups: int):
-        super().__init__()
-        self.block = nn.Sequential(
-            TemporalConv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
-            nn.GroupNorm(n_groups, out_channels),
-            nn.Mish(),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.block(x)
-
-
 class ConditionalResidualBlock1d(nn.Module):
-    """Two conv blocks; between them the features are scaled and shifted by a function of the conditioning (FiLM).
+    """Two conv-norm-Mish units; between them the features are scaled and shifted by the conditioning (FiLM).
 
     The FiLM parameters come from the UNet, which computes those of all blocks with one linear layer per
-    denoising step (see ConditionalUnet1d.film).
+    denoising step.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, n_groups: int, film_scale: bool):
@@ -71,19 +68,51 @@ class ConditionalResidualBlock1d(nn.Module):
         self.out_channels = out_channels
         self.film_scale = film_scale
         self.film_dim = out_channels * (2 if film_scale else 1)
-        self.conv1 = Conv1dBlock(in_channels, out_channels, kernel_size, n_groups)
-        self.conv2 = Conv1dBlock(out_channels, out_channels, kernel_size, n_groups)
-        self.residual = TemporalConv1d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        self.conv1 = _check_plain_conv(nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2))
+        self.norm1 = nn.GroupNorm(n_groups, out_channels)
+        self.conv2 = _check_plain_conv(nn.Conv1d(out_channels, out_channels, kernel_size, padding=kernel_size // 2))
+        self.norm2 = nn.GroupNorm(n_groups, out_channels)
+        self.residual = nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
     def forward(self, x: Tensor, film: Tensor) -> Tensor:
         """x (B, C_in, T), film (B, film_dim) -> (B, C_out, T)."""
-        out = self.conv1(x)
+        out = conv_norm_mish(x, self.conv1, self.norm1)
         film = film[:, :, None]
         if self.film_scale:
             out = film[:, : self.out_channels] * out + film[:, self.out_channels :]
         else:
             out = out + film
-        return self.conv2(out) + self.residual(x)
+        out = conv_norm_mish(out, self.conv2, self.norm2)
+        return out + (x if self.residual is None else im2col_conv1d(x, self.residual))
+
+
+class Downsample1d(nn.Module):
+    """Strided conv (kernel 3, stride 2): T -> T/2."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return im2col_conv1d(x, self.conv)
+
+
+class Upsample1d(nn.Module):
+    """T -> 2T by a kernel-3 conv to 2C channels whose halves become the even and odd steps (1-D sub-pixel conv).
+
+    A superset of the paper's ConvTranspose1d(kernel 4, stride 2, padding 1) -- each output step sees the same or a
+    wider input window -- chosen because PyTorch's transposed conv at batch 1 on a CPU is 3-8x slower than this.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = channels
+        self.conv = nn.Conv1d(channels, 2 * channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = im2col_conv1d(x, self.conv)  # (B, 2C, T): [even | odd] phases
+        b, _, t = y.shape
+        return y.reshape(b, 2, self.channels, t).permute(0, 2, 3, 1).reshape(b, self.channels, 2 * t)
 
 
 class ConditionalUnet1d(nn.Module):
@@ -117,36 +146,37 @@ class ConditionalUnet1d(nn.Module):
         for i, (cin, cout) in enumerate(levels):
             last = i == len(levels) - 1
             self.down.append(
-                nn.ModuleList([
-                    block(cin, cout),
-                    block(cout, cout),
-                    nn.Identity() if last else TemporalConv1d(cout, cout, 3, stride=2, padding=1),
-                ])
+                nn.ModuleList([block(cin, cout), block(cout, cout), nn.Identity() if last else Downsample1d(cout)])
             )
         self.mid = nn.ModuleList([block(down_dims[-1], down_dims[-1]), block(down_dims[-1], down_dims[-1])])
         self.up = nn.ModuleList()
         for cin, cout in reversed(levels[1:]):
-            self.up.append(
-                nn.ModuleList([
-                    block(cout * 2, cin),  # skip connection concatenated on channels
-                    block(cin, cin),
-                    nn.ConvTranspose1d(cin, cin, 4, stride=2, padding=1),
-                ])
-            )
-        # FiLM projections of every residual block stacked into one layer: one matrix product per denoising step
-        # instead of one per block (per-op overhead dominates at batch 1 on a CPU).
+            # The skip connection is concatenated on channels.
+            self.up.append(nn.ModuleList([block(cout * 2, cin), block(cin, cin), Upsample1d(cin)]))
         # Block order in modules() (down, mid, up) is the order forward() consumes them.
         self.film_dims = [m.film_dim for m in self.modules() if isinstance(m, ConditionalResidualBlock1d)]
         self.film = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, sum(self.film_dims)))
-        self.final = nn.Sequential(
-            Conv1dBlock(down_dims[0], down_dims[0], kernel_size, n_groups), TemporalConv1d(down_dims[0], action_dim, 1)
+        self.final_conv = _check_plain_conv(
+            nn.Conv1d(down_dims[0], down_dims[0], kernel_size, padding=kernel_size // 2)
         )
+        self.final_norm = nn.GroupNorm(n_groups, down_dims[0])
+        self.final_proj = nn.Conv1d(down_dims[0], action_dim, 1)
+
+    def film_parameters(self, timesteps: Tensor, global_cond: Tensor) -> Tensor:
+        """FiLM scales/shifts of every block, (N, sum(film_dims)), for timesteps (N,) and global_cond (N, G).
+
+        Separate from denoise() so a sampler can compute them for all its timesteps in one batched call.
+        """
+        return self.film(torch.cat([self.step_encoder(timesteps), global_cond], dim=-1))
 
     def forward(self, sample: Tensor, timesteps: Tensor, global_cond: Tensor) -> Tensor:
         """sample (B, T, A), timesteps (B,), global_cond (B, G) -> (B, T, A)."""
+        return self.denoise(sample, self.film_parameters(timesteps, global_cond))
+
+    def denoise(self, sample: Tensor, film: Tensor) -> Tensor:
+        """sample (B, T, A) and FiLM parameters (B, sum(film_dims)) -> (B, T, A)."""
         x = sample.transpose(1, 2)  # convolve over time: (B, A, T)
-        cond = torch.cat([self.step_encoder(timesteps), global_cond], dim=-1)
-        films = iter(torch.split(self.film(cond), self.film_dims, dim=-1))
+        films = iter(torch.split(film, self.film_dims, dim=-1))
         skips = []
         for res1, res2, downsample in self.down:
             x = res2(res1(x, next(films)), next(films))
@@ -158,4 +188,5 @@ class ConditionalUnet1d(nn.Module):
         for res1, res2, upsample in self.up:
             x = torch.cat([x, skips.pop()], dim=1)
             x = upsample(res2(res1(x, next(films)), next(films)))
-        return self.final(x).transpose(1, 2)
+        x = conv_norm_mish(x, self.final_conv, self.final_norm)
+        return im2col_conv1d(x, self.final_proj).transpose(1, 2)

@@ -23,11 +23,12 @@ class MLPNetwork(nn.Module):
         if len(set(camera_shapes)) > 1:
             raise ValueError(f"the MLP shares one image encoder across cameras; their shapes differ: {camera_shapes}")
         crop = None if c.crop_shape is None else (c.crop_shape[0], c.crop_shape[1])
-        self.image_encoder = (
-            ImageEncoder(camera_shapes[0], c.backbone_norm, c.spatial_softmax_num_keypoints, c.image_feature_dim, crop, c.crop_is_random)
-            if camera_shapes
-            else None
-        )
+        self.image_encoder = None
+        if camera_shapes:
+            self.image_encoder = ImageEncoder(
+                camera_shapes[0], c.backbone_norm, c.spatial_softmax_num_keypoints, c.image_feature_dim, crop,
+                c.crop_is_random,
+            )
         in_dim = c.n_obs_steps * (step_vector_dim + len(camera_shapes) * c.image_feature_dim)
         layers: list[nn.Module] = []
         for hidden in c.hidden_dims:
@@ -89,5 +90,5 @@ class MLPPolicy(Policy):
         if path is None:
             return
         if self.network.image_encoder is None:
-            raise ValueError(f"mlp: pretrained_backbone_weights={path!r} given but the policy has no camera input")
+            raise ValueError(f"mlp: pretrained_backbone_weights={path!r} given but the policy has no camera")
         load_backbone_weights(self.network.image_encoder.backbone, path)

@@ -94,7 +94,8 @@ def test_camera_only_act(task):
 
 
 def test_param_groups_split_backbone_learning_rate(task):
-    policy = make_policy({"type": "act", **TINY["act"], "optimizer_lr_backbone": 3e-6}, image_features(32, 32), task.stats())
+    cfg = {"type": "act", **TINY["act"], "optimizer_lr_backbone": 3e-6}
+    policy = make_policy(cfg, image_features(32, 32), task.stats())
     groups = policy.optim_param_groups()
     assert [g["lr"] for g in groups] == [policy.config.optimizer_lr, 3e-6]
     n_backbone = sum(p.numel() for p in policy.network.backbone.parameters())

@@ -111,4 +111,5 @@ def test_select_action_with_temporal_ensembling_predicts_every_step():
 
 def test_ensembling_requires_single_step_execution():
     with pytest.raises(ValueError, match="n_action_steps must be 1"):
-        make_policy({"type": "act", **TINY["act"], "temporal_ensemble_coeff": 0.01}, STATE_FEATURES, ChunkTask().stats())
+        cfg = {"type": "act", **TINY["act"], "temporal_ensemble_coeff": 0.01}
+        make_policy(cfg, STATE_FEATURES, ChunkTask().stats())

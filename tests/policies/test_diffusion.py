@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from policies import make_policy
-from policies.diffusion.unet import TemporalConv1d
+from policies.diffusion.unet import Upsample1d, im2col_conv1d
 
 from .synthetic import STATE_FEATURES, TINY, image_features, random_observation_window, train_losses
 
@@ -24,6 +24,25 @@ def test_delta_indices_and_chunk_window(task):
     policy.eval()
     obs = random_observation_window(policy, 3)
     assert policy.predict_chunk(obs).shape == (3, 7, 2)
+
+
+def test_sampling_equals_a_plain_ddim_loop(task):
+    """The batched FiLM conditioning inside the sampler is the same computation as calling the UNet per step."""
+    cfg = {"type": "diffusion", **TINY["diffusion"], "num_inference_steps": 4}
+    policy = make_policy(cfg, STATE_FEATURES, task.stats()).eval()
+    obs = random_observation_window(policy, 2)
+    noise = torch.randn(2, policy.config.horizon, 2)
+    network = policy.inference_network
+    with torch.no_grad():
+        normalized = policy.prepare_observations(obs)
+        global_cond = policy._global_cond(network, normalized)
+        scheduler = policy.sampler
+        scheduler.set_timesteps(4)
+        x = noise
+        for t in scheduler.timesteps:
+            x = scheduler.step(network.unet(x, t.repeat(2), global_cond), t, x).prev_sample
+        want = policy.action_normalizer.unnormalize({"action": x[:, policy.config.n_obs_steps - 1 :]})["action"]
+    assert torch.allclose(policy.predict_chunk(obs, noise=noise), want, atol=1e-5)
 
 
 @pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # inside diffusers' DPM-Solver
@@ -51,7 +70,7 @@ def test_ema_network_tracks_the_trained_network(task):
     assert all(not p.requires_grad for p in policy.ema_network.parameters())
     trained = dict(policy.network.named_parameters())
     ema = dict(policy.ema_network.named_parameters())
-    key = "unet.final.1.weight"
+    key = "unet.final_proj.weight"
     history = []
     optimizer = torch.optim.SGD(policy.network.parameters(), lr=0.1)
     for step in range(1, 5):
@@ -82,16 +101,37 @@ def test_without_ema_inference_uses_the_trained_network(task):
     policy.after_optimizer_step()  # a no-op, not an error
 
 
-@pytest.mark.parametrize("cin, cout, kernel, stride, padding, length", [(4, 8, 5, 1, 2, 16), (8, 8, 3, 2, 1, 16), (6, 3, 1, 1, 0, 5)])
-def test_temporal_conv_equals_conv1d(cin, cout, kernel, stride, padding, length):
+@pytest.mark.parametrize(
+    "cin, cout, kernel, stride, padding, length", [(4, 8, 5, 1, 2, 16), (8, 8, 3, 2, 1, 16), (6, 3, 1, 1, 0, 5)]
+)
+def test_im2col_conv_equals_conv1d(cin, cout, kernel, stride, padding, length):
     torch.manual_seed(0)
-    ours = TemporalConv1d(cin, cout, kernel, stride=stride, padding=padding)
-    ref = torch.nn.Conv1d(cin, cout, kernel, stride=stride, padding=padding)
-    ref.load_state_dict(ours.state_dict())
+    conv = torch.nn.Conv1d(cin, cout, kernel, stride=stride, padding=padding).eval()  # eval: the im2col path
     x = torch.randn(3, cin, length, requires_grad=True)
-    assert torch.allclose(ours(x), ref(x), atol=1e-5)
-    ours(x).sum().backward()
-    assert x.grad is not None
+    want = torch.nn.functional.conv1d(x, conv.weight, conv.bias, stride=stride, padding=padding)
+    assert torch.allclose(im2col_conv1d(x, conv), want, atol=1e-5)
+    im2col_conv1d(x, conv).sum().backward()
+    assert x.grad is not None and conv.weight.grad is not None
+
+
+def test_upsample_contains_the_papers_transposed_conv():
+    """Upsample1d can represent ConvTranspose1d(kernel 4, stride 2, padding 1) exactly (it is a superset)."""
+    torch.manual_seed(0)
+    channels = 6
+    reference = torch.nn.ConvTranspose1d(channels, channels, 4, stride=2, padding=1)
+    ours = Upsample1d(channels)
+    w = reference.weight  # (in, out, 4)
+    with torch.no_grad():
+        ours.conv.weight.zero_()
+        # even output step 2t: w1 x[t] + w3 x[t-1]; odd step 2t+1: w2 x[t] + w0 x[t+1]  (taps t-1, t, t+1)
+        ours.conv.weight[:channels, :, 0] = w[:, :, 3].T
+        ours.conv.weight[:channels, :, 1] = w[:, :, 1].T
+        ours.conv.weight[channels:, :, 1] = w[:, :, 2].T
+        ours.conv.weight[channels:, :, 2] = w[:, :, 0].T
+        ours.conv.bias.copy_(torch.cat([reference.bias, reference.bias]))
+    x = torch.randn(2, channels, 5)
+    assert torch.allclose(ours.train()(x), reference(x), atol=1e-5)
+    assert torch.allclose(ours.eval()(x), reference(x), atol=1e-5)
 
 
 def test_one_camera_forward_shapes_with_crop(task):

@@ -40,7 +40,8 @@ def test_one_camera_forward(task):
     assert policy.select_action(step).shape == (2, 2)
     with pytest.raises(ValueError, match="images channel-first"):
         policy.reset()
-        policy.select_action(dict(step, **{"observation.images.top": step["observation.images.top"].permute(0, 2, 3, 1)}))
+        channels_last = step["observation.images.top"].permute(0, 2, 3, 1)
+        policy.select_action(dict(step, **{"observation.images.top": channels_last}))
     with pytest.raises(ValueError, match="uint8 or float"):
         policy.predict_chunk(dict(obs, **{"observation.images.top": obs["observation.images.top"].long()}))
     assert torch.isfinite(policy.predict_chunk(obs)).all()

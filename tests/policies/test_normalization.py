@@ -23,7 +23,9 @@ def test_dataset_features_become_policy_specs_with_channel_first_images():
         "timestamp": [1],
         "next.reward": [1],
     })
-    assert inputs == {"observation.state": [14], "observation.images.top": [3, 48, 64], "observation.images.wrist": [3, 32, 40]}
+    assert inputs == {
+        "observation.state": [14], "observation.images.top": [3, 48, 64], "observation.images.wrist": [3, 32, 40],
+    }
     assert outputs == {"action": [14]}
     specs = specs_from_shapes(inputs)
     assert specs["observation.images.top"].kind is FeatureKind.IMAGE

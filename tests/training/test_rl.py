@@ -47,7 +47,7 @@ QUICK = [
     "env=reach", "env.max_episode_steps=50", "algo.net_arch=[32,32]", "vec_env=dummy", "progress_bar=false",
     "logger.mode=disabled", "eval.episodes=2", "eval.n_envs=2", "eval.video_episodes=0", "eval.final_episodes=2",
 ]
-OFF_POLICY_QUICK = ["algo.learning_starts=1500", "algo.batch_size=64", "algo.buffer_size=5000"]
+OFF_POLICY_QUICK = ["algo.learning_starts=1800", "algo.batch_size=64", "algo.buffer_size=5000", "algo.n_envs=1"]
 
 
 def compose_cfg(overrides):
@@ -58,7 +58,8 @@ def compose_cfg(overrides):
 
 @pytest.mark.parametrize("algo", ["ppo", "sac", "td3", "tqc"])
 def test_each_algorithm_trains_and_writes_a_checkpoint_that_evaluates_like_the_live_model(algo, tmp_path):
-    extra = (["algo.n_envs=2", "algo.n_steps=512", "algo.batch_size=128"] if algo == "ppo" else OFF_POLICY_QUICK)
+    extra = (["algo.n_envs=2", "algo.n_steps=512", "algo.batch_size=128", "algo.n_epochs=2"] if algo == "ppo"
+             else OFF_POLICY_QUICK)
     cfg = compose_cfg([*QUICK, f"algo={algo}", "total_timesteps=2000", "eval.every_steps=1000",
                        "checkpoint.every_steps=1000", *extra])
     result = train(cfg, tmp_path)
@@ -191,10 +192,10 @@ class CrashAfter(BaseCallback):
 
 
 def test_off_policy_resume_restores_replay_buffer_normalization_and_counters(tmp_path):
-    cfg = compose_cfg([*QUICK, "algo=sac", *OFF_POLICY_QUICK, "algo.learning_starts=400", "total_timesteps=900",
+    cfg = compose_cfg([*QUICK, "algo=sac", *OFF_POLICY_QUICK, "algo.learning_starts=450", "total_timesteps=700",
                        "checkpoint.every_steps=500", "eval.every_steps=0", "eval.final_episodes=0"])
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train(cfg, tmp_path, callbacks=[CrashAfter(650)])
+        train(cfg, tmp_path, callbacks=[CrashAfter(560)])
     resumed = resume_from(tmp_path)
     ckpt = resumed.checkpoint
     assert ckpt.step == 500 and ckpt.has(REPLAY_ARRAYS)
@@ -214,9 +215,9 @@ def test_off_policy_resume_restores_replay_buffer_normalization_and_counters(tmp
     venv.close()
 
     result = train(resumed.config, tmp_path, resume=resumed)
-    assert result.num_timesteps == 900
+    assert result.num_timesteps == 700
     # One gradient step per env step after learning_starts, continued across the crash without a gap.
-    assert read_rl_checkpoint(tmp_path).state["n_updates"] == 900 - 400
+    assert read_rl_checkpoint(tmp_path).state["n_updates"] == 700 - 450
 
 
 def test_checkpoint_loading_never_unpickles(tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from training.checkpoints import write_text_atomic, latest_checkpoint
+from training.checkpoints import latest_checkpoint, write_text_atomic
 from training.evaluation import EvaluationResult, evaluate, make_eval_envs, write_results
 from training.logging import ExperimentLogger
 from training.rl.algorithms import algorithm_spec, build_model, check_action_space
@@ -46,13 +46,48 @@ def resume_from(run_dir: str | Path) -> RLCheckpoint:
     return read_rl_checkpoint(latest)
 
 
-def run(cfg: RLTrainConfig, default_run_dir: str | Path) -> TrainResult:
-    """Entry point of scripts/train_rl.py: a fresh run in cfg.run_dir (or default_run_dir), or `resume=<run dir>`."""
+@dataclass
+class RunPlan:
+    cfg: RLTrainConfig
+    run_dir: Path
+    resume: RLCheckpoint | None
+
+
+def plan_run(cfg: RLTrainConfig, default_run_dir: str | Path) -> RunPlan:
+    """Resolve and check everything a run needs (config, env, algorithm fit, resume point) before any training.
+
+    Raises ValueError / FileNotFoundError with a message naming the problem; scripts print it as one line.
+    """
     if cfg.resume:
         resumed = resume_from(cfg.resume)
-        print(f"resuming {cfg.resume} from step {resumed.checkpoint.step} with the run's saved config")
-        return train(resumed.config, Path(cfg.resume), resume=resumed)
-    return train(cfg, Path(cfg.run_dir or default_run_dir))
+        plan = RunPlan(resumed.config, Path(cfg.resume), resumed)
+    else:
+        plan = RunPlan(cfg, Path(cfg.run_dir or default_run_dir), None)
+    check_run(plan.cfg, plan.resume)
+    return plan
+
+
+def check_run(cfg: RLTrainConfig, resume: RLCheckpoint | None = None):
+    """Config values, the env's spaces against the algorithm, and the resume point; returns the observation layout."""
+    cfg.validate()
+    layout, _, action_space = probe_spaces(cfg.env)
+    check_action_space(cfg.algo, action_space, cfg.env.id)
+    if resume is not None:
+        if resume.layout != layout:
+            raise ValueError(f"cannot resume: checkpoint observations {resume.layout.to_dict()} differ from the env's "
+                             f"{layout.to_dict()}")
+        if resume.checkpoint.step >= cfg.total_timesteps:
+            raise ValueError(f"nothing to resume: the run is at step {resume.checkpoint.step} >= "
+                             f"total_timesteps={cfg.total_timesteps}")
+    return layout
+
+
+def run(cfg: RLTrainConfig, default_run_dir: str | Path) -> TrainResult:
+    """A fresh run in cfg.run_dir (or default_run_dir), or `resume=<run dir>` with the run's saved config."""
+    plan = plan_run(cfg, default_run_dir)
+    if plan.resume is not None:
+        print(f"resuming {plan.run_dir} from step {plan.resume.checkpoint.step} with the run's saved config")
+    return train(plan.cfg, plan.run_dir, resume=plan.resume)
 
 
 def _segment_seed(seed: int, step: int) -> int:
@@ -68,16 +103,8 @@ def train(cfg: RLTrainConfig, run_dir: Path, resume: RLCheckpoint | None = None,
     from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat, Logger
 
-    cfg.validate()
-    algorithm_spec(cfg.algo.name)
-    layout, _, action_space = probe_spaces(cfg.env)
-    check_action_space(cfg.algo, action_space, cfg.env.id)
-    if resume is not None and resume.layout != layout:
-        raise ValueError(f"cannot resume: checkpoint observations {resume.layout.to_dict()} differ from the env's "
-                         f"{layout.to_dict()}")
+    layout = check_run(cfg, resume)
     start_step = resume.checkpoint.step if resume is not None else 0
-    if start_step >= cfg.total_timesteps:
-        raise ValueError(f"nothing to do: the run is at step {start_step} >= total_timesteps={cfg.total_timesteps}")
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

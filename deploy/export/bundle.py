@@ -1,0 +1,111 @@
+"""Writing a bundle directory: ONNX files, manifest (via deploy.runtime's writer), optional TorchScript; atomically."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from deploy.runtime import (
+    MANIFEST_FILE,
+    ActionSpec,
+    DdimSampler,
+    Manifest,
+    ModelFile,
+    SourceSpec,
+    file_sha256,
+    write_manifest,
+)
+
+from .env_info import EnvInfo
+from .plan import ExportPlan
+
+TORCHSCRIPT_FILE = "policy.torchscript.pt"
+
+
+def json_safe(value: Any) -> Any:
+    """Plain JSON: non-finite floats (allowed in YAML configs, refused by the manifest writer) become strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def action_spec(info: EnvInfo, plan: ExportPlan, max_velocity: list[float] | None) -> ActionSpec:
+    velocity = None
+    if max_velocity is not None:
+        values = [float(v) for v in max_velocity]
+        if len(values) == 1:
+            values = values * info.action_dim
+        if len(values) != info.action_dim:
+            raise ValueError(f"max_velocity has {len(values)} values; give one, or one per action dimension "
+                             f"({info.action_dim}: {list(info.action_names)})")
+        velocity = tuple(values)
+    reads = {f.key for f in plan.features}
+    # The runner reads the robot's current command-space position from here on the first tick; only possible
+    # when the bundle reads that observation.
+    initial = info.initial_from if info.initial_from is not None and info.initial_from.key in reads else None
+    return ActionSpec(names=info.action_names, units=info.action_units, lower=info.action_low, upper=info.action_high,
+                      max_velocity=velocity, initial_from=initial)
+
+
+def build_manifest(directory: Path, plan: ExportPlan, info: EnvInfo, action: ActionSpec, source: SourceSpec
+                   ) -> Manifest:
+    """The manifest for the graphs already written to `directory` (their hashes read from disk)."""
+    main = plan.graphs[0]
+    model = ModelFile(file=main.file, sha256=file_sha256(directory / main.file), inputs=dict(plan.model_inputs),
+                      output=main.output)
+    sampler = plan.sampler
+    if isinstance(sampler, DdimSampler) and sampler.condition_model is not None:
+        cm = sampler.condition_model
+        sampler = dataclasses.replace(sampler, condition_model=dataclasses.replace(
+            cm, sha256=file_sha256(directory / cm.file)))
+    return Manifest(policy_type=plan.policy_type, control=plan.control, observation=tuple(plan.features),
+                    action=action, model=model, source=source, sampler=sampler)
+
+
+def prepare_output(output: Path, overwrite: bool) -> None:
+    if not output.exists():
+        output.parent.mkdir(parents=True, exist_ok=True)
+        return
+    if not output.is_dir():
+        raise FileExistsError(f"output {output} exists and is a file; a bundle is a directory")
+    if not overwrite:
+        raise FileExistsError(f"output {output} already exists; pass overwrite=true to replace it")
+    if any(output.iterdir()) and not (output / MANIFEST_FILE).is_file():
+        raise FileExistsError(f"output {output} is a non-empty directory without {MANIFEST_FILE}; refusing to "
+                              "replace something that is not a bundle")
+
+
+def write_atomically(output: Path, overwrite: bool, fill: Callable[[Path], Any]) -> Any:
+    """Run fill(tmp_dir) in a temp dir beside `output`, then rename it into place (old bundle replaced last)."""
+    output = Path(output)
+    prepare_output(output, overwrite)
+    tmp = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        result = fill(tmp)
+        for path in tmp.iterdir():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+        if output.exists():
+            # os.replace cannot overwrite a non-empty dir: move the old bundle aside, put the new one in place.
+            trash = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(output, trash)
+            os.replace(tmp, output)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return result

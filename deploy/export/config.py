@@ -1,0 +1,48 @@
+"""scripts/export.py's config (mirrored by configs/export.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from omegaconf import MISSING
+
+DEFAULT_OPSET = 18  # onnxruntime >= 1.14 runs it: old robot computers keep working
+DEFAULT_ATOL = 1e-4  # parity tolerance, action units
+SAMPLERS = ("auto", "runtime", "in_graph")
+
+
+@dataclass
+class ExportConfig:
+    checkpoint: str = MISSING  # a checkpoint dir or a run dir (its latest checkpoint); imitation or rl
+    output: str = MISSING  # the bundle directory to write
+    overwrite: bool = False  # replace an existing bundle at `output`
+    opset: int = DEFAULT_OPSET
+    optimize: bool = True  # onnxscript graph optimizer (constant folding, fusion) before saving
+    torchscript: bool = False  # also write policy.torchscript.pt (traced; same inputs as policy.onnx)
+    # Diffusion only: "runtime" (encoder + denoiser graphs, DDIM in the runtime), "in_graph" (the whole sampling
+    # loop in policy.onnx) or "auto" (runtime for DDIM-sampled policies, in_graph otherwise).
+    diffusion_sampler: str = "auto"
+    verify: bool = True  # parity check against the checkpoint before the bundle is moved into place
+    parity_atol: float = DEFAULT_ATOL
+    parity_samples: int = 8  # per observation set (random, env)
+    seed: int = 0  # parity samples and the runtime's diffusion noise seed
+    # Written into the manifest as the per-tick rate limit the runner enforces (action units per second): one value
+    # for every joint or one per joint; None: no limit in the bundle.
+    max_velocity: Optional[list[float]] = None
+
+    def validate(self) -> None:
+        for name in ("checkpoint", "output"):
+            if getattr(self, name) in (MISSING, "", None):
+                raise ValueError(f"{name} is not set: pass {name}=<directory>")
+        if self.diffusion_sampler not in SAMPLERS:
+            raise ValueError(f"diffusion_sampler must be one of {SAMPLERS}, got {self.diffusion_sampler!r}")
+        if not 7 <= self.opset <= 23:
+            raise ValueError(f"opset must be in [7, 23], got {self.opset}")
+        if not self.parity_atol > 0:
+            raise ValueError(f"parity_atol must be > 0, got {self.parity_atol}")
+        if self.parity_samples < 1:
+            raise ValueError(f"parity_samples must be >= 1, got {self.parity_samples}")
+        if self.max_velocity is not None and (not self.max_velocity or any(v <= 0 for v in self.max_velocity)):
+            raise ValueError(f"max_velocity must be null or a non-empty list of positive numbers, got "
+                             f"{self.max_velocity}")

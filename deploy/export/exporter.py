@@ -1,0 +1,114 @@
+"""export_checkpoint: any imitation (ACT / Diffusion / MLP) or RL (SB3 actor) checkpoint -> a verified bundle."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deploy.runtime import Manifest, SourceSpec, file_sha256, write_manifest
+
+from .bundle import TORCHSCRIPT_FILE, action_spec, build_manifest, json_safe, write_atomically
+from .config import ExportConfig
+from .env_info import EnvInfo, read_env_info
+from .graphs import export_onnx, export_torchscript
+from .parity import ParityError, ParityReport, check_parity, env_inputs, random_inputs
+from .plan import ExportPlan
+from .sources import ExportSource, load_source
+
+# bundle policy type -> module with plan(source, env_info, options) -> ExportPlan
+FAMILIES = {"act": "deploy.export.act", "mlp": "deploy.export.mlp", "diffusion": "deploy.export.diffusion",
+            "sb3": "deploy.export.sb3"}
+
+OBSERVATION_NOTES = ("inputs in the robot's raw units: float32 state vectors as the env observes them "
+                     "(agent_pos -> observation.state, environment_state -> observation.environment_state), images "
+                     "uint8 channel-first (3, H, W) in [0, 255]; batch 1, with an n_obs_steps axis when "
+                     "n_obs_steps > 1; normalization is inside the graph")
+
+
+@dataclass
+class ExportResult:
+    bundle: Path
+    manifest: Manifest
+    parity: ParityReport | None
+    seconds: float
+
+    def summary(self) -> str:
+        m = self.manifest
+        text = (f"{m.policy_type} bundle {self.bundle}: chunk {m.control.chunk_size} x {m.action.dim} at "
+                f"{m.control.frequency_hz:g} Hz, {m.control.n_action_steps} step(s) per chunk "
+                f"({self.seconds:.1f} s)")
+        if self.parity is not None:
+            worst = max(self.parity.max_abs_diff.values())
+            text += f"; parity max |diff| {worst:.2e} <= {self.parity.atol:g}"
+        return text
+
+
+def make_plan(source: ExportSource, info: EnvInfo, cfg: ExportConfig) -> ExportPlan:
+    if source.policy_type not in FAMILIES:
+        raise ValueError(f"no exporter for policy type {source.policy_type!r}; known: {sorted(FAMILIES)}")
+    return importlib.import_module(FAMILIES[source.policy_type]).plan(source, info, cfg)
+
+
+def source_spec(source: ExportSource, info: EnvInfo, plan: ExportPlan, cfg: ExportConfig,
+                extra: dict[str, Any]) -> SourceSpec:
+    from training.checkpoints import package_versions
+
+    versions = package_versions()
+    for name in ("onnx", "onnxruntime", "onnxscript"):
+        try:
+            versions[name] = importlib.import_module(name).__version__
+        except ImportError:
+            pass
+    meta = {
+        "kind": source.kind, "step": source.step, "env": json_safe(dataclasses.asdict(info.env)),
+        "exporter": "deploy.export", "exported_unix": time.time(), "opset": cfg.opset, "versions": versions,
+        "observation_notes": OBSERVATION_NOTES, "export_notes": json_safe(plan.notes),
+        **json_safe(source.metadata), **extra,
+    }
+    return SourceSpec(checkpoint=str(source.path.resolve()), config=json_safe(source.config), extra=meta)
+
+
+def export_checkpoint(cfg: ExportConfig) -> ExportResult:
+    """Write the bundle for cfg.checkpoint into cfg.output; with cfg.verify it is moved into place only after it
+    matched the checkpoint within cfg.parity_atol (else ParityError, and nothing is written)."""
+    cfg.validate()
+    start = time.perf_counter()
+    source = load_source(cfg.checkpoint)
+    info = read_env_info(source.env)
+    plan = make_plan(source, info, cfg)
+    action = action_spec(info, plan, cfg.max_velocity)
+
+    def fill(directory: Path) -> tuple[Manifest, ParityReport | None]:
+        for graph in plan.graphs:
+            export_onnx(graph, directory, cfg.opset, cfg.optimize)
+        extra: dict[str, Any] = {}
+        if cfg.torchscript:
+            main = plan.graphs[0]
+            export_torchscript(main, directory / TORCHSCRIPT_FILE)
+            extra["torchscript"] = {"file": TORCHSCRIPT_FILE, "sha256": file_sha256(directory / TORCHSCRIPT_FILE),
+                                    "inputs": list(main.input_names), "output": main.output}
+        manifest = build_manifest(directory, plan, info, action, source_spec(source, info, plan, cfg, extra))
+        write_manifest(directory, manifest)
+        if not cfg.verify:
+            return manifest, None
+        n = cfg.parity_samples
+        import numpy as np
+
+        sets = {"random": random_inputs(plan, n, np.random.default_rng(cfg.seed)),
+                "env": env_inputs(source.env, plan, n, seed=cfg.seed)}
+        report = check_parity(directory, plan, sets, atol=cfg.parity_atol, seed=cfg.seed)
+        if not report.passed:
+            raise ParityError(f"exported bundle differs from {source.path}: max |bundle - torch| per observation set "
+                              f"{report.max_abs_diff} exceeds parity_atol={cfg.parity_atol} (nothing written)")
+        manifest = dataclasses.replace(manifest, source=dataclasses.replace(
+            manifest.source, extra={**manifest.source.extra, "parity": report.to_dict()}))
+        write_manifest(directory, manifest)
+        return manifest, report
+
+    manifest, report = write_atomically(Path(cfg.output), cfg.overwrite, fill)
+    return ExportResult(bundle=Path(cfg.output), manifest=manifest, parity=report,
+                        seconds=time.perf_counter() - start)

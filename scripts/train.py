@@ -1,0 +1,44 @@
+"""Train an imitation policy: python scripts/train.py env=transfer_cube policy=act dataset.root=<dir> (configs/train.yaml)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+
+from training.imitation.checks import ImitationSetupError
+from training.imitation.config import finalize, register_configs
+from training.imitation.trainer import run
+
+register_configs()
+
+
+@hydra.main(config_path="../configs", config_name="train", version_base="1.3")
+def main(cfg) -> None:
+    hydra_cfg = HydraConfig.get()
+    try:
+        cfg = finalize(OmegaConf.to_object(cfg))
+    except ValueError as err:  # a field value the dataclass checks refuse (types and names Hydra checked already)
+        print(f"error: invalid config: {err}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        result = run(cfg, default_run_dir=hydra_cfg.runtime.output_dir, overrides=list(hydra_cfg.overrides.task))
+    except ImitationSetupError as err:
+        # A user error found before training: one message, no traceback.
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    budget = " (time budget reached)" if result.stopped_by_time_budget else ""
+    print(f"trained to step {result.step}{budget} in {result.train_seconds:.0f} s; checkpoint: {result.checkpoint}")
+    if result.final_eval is not None:
+        print(result.final_eval.summary())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Tiny checkpoints for the export tests: policies built via policies.factory with random stats and saved the way
+the imitation trainer saves them; SB3 actors trained for a few hundred steps by the RL trainer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from policies.factory import make_policy
+
+REACH = {"id": "cerebellum/Reach-v0", "max_episode_steps": 40}
+REACH_PIXELS = {**REACH, "obs_mode": "state_pixels", "cameras": ["top"], "image_size": [32, 32]}
+TINY = {
+    "act": dict(dim_model=32, n_heads=4, dim_feedforward=64, n_encoder_layers=1, n_decoder_layers=1,
+                n_vae_encoder_layers=1, latent_dim=8, chunk_size=8, n_action_steps=4, dropout=0.0),
+    "diffusion": dict(down_dims=[16, 32], horizon=8, n_action_steps=4, diffusion_step_embed_dim=16, kernel_size=3,
+                      num_inference_steps=4, n_obs_steps=2),
+    "mlp": dict(hidden_dims=[32, 32], chunk_size=6, n_action_steps=3, n_obs_steps=2),
+}
+
+
+def _stats(dim: int, rng: np.random.Generator, center: float = 0.0, spread: float = 0.5) -> dict:
+    mean = center + rng.normal(0.0, 0.3, dim)
+    std = spread * rng.uniform(0.5, 1.5, dim)
+    return {"mean": mean.tolist(), "std": std.tolist(), "min": (mean - 3 * std).tolist(),
+            "max": (mean + 3 * std).tolist(), "count": [1000]}
+
+
+def random_stats(features: dict[str, list[int]], seed: int = 0) -> dict:
+    """Dataset-stats-shaped random statistics (images: per channel (3, 1, 1) in [0, 1], as LeRobot)."""
+    rng = np.random.default_rng(seed)
+    stats = {}
+    for key, shape in features.items():
+        if key.startswith("observation.images."):
+            c = np.ones((shape[0], 1, 1))
+            stats[key] = {"mean": (0.4 * c).tolist(), "std": (0.2 * c).tolist(), "min": (0 * c).tolist(),
+                          "max": c.tolist(), "count": [1000]}
+        else:
+            stats[key] = _stats(shape[0], rng)
+    return stats
+
+
+def reach_features(pixels: bool = False) -> dict[str, list[int]]:
+    features = {"observation.state": [6], "observation.environment_state": [6], "action": [6]}
+    if pixels:
+        features["observation.images.top"] = [3, 32, 32]
+    return features
+
+
+def imitation_checkpoint(run_dir: Path, policy_type: str, *, pixels: bool = False, seed: int = 0, **overrides
+                         ) -> Path:
+    """A checkpoint of an untrained tiny policy for Reach, written with the imitation trainer's checkpoint code."""
+    from training.imitation.checkpoint import save_imitation_checkpoint
+    from training.imitation.config import config_from_dict
+
+    torch.manual_seed(seed)
+    features = reach_features(pixels)
+    stats = random_stats(features, seed)
+    policy_cfg = {"type": policy_type, **TINY[policy_type], **overrides}
+    policy = make_policy(policy_cfg, features, stats).eval()
+    if getattr(policy, "ema_network", None) is not None:
+        # EMA weights that differ from the live ones, so an export that picked the wrong network would show.
+        with torch.no_grad():
+            for p in policy.ema_network.parameters():
+                p.add_(0.01 * torch.randn_like(p))
+    env = REACH_PIXELS if pixels else REACH
+    cfg = config_from_dict({"env": dict(env), "policy": policy_cfg, "dataset": {"root": str(run_dir / "no_dataset")},
+                            "steps": 1})
+    return save_imitation_checkpoint(run_dir, cfg, policy, step=1, state={"note": "export test"},
+                                     tensors={"unused": torch.zeros(1)}, dataset_stats_json=json.dumps(stats))
+
+
+def rl_checkpoint(run_dir: Path, algo: str, timesteps: int = 300) -> Path:
+    """A real RL checkpoint: the project's SB3 trainer run for a few hundred steps on Reach."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from training.rl.config import finalize, register_configs
+    from training.rl.trainer import train
+
+    register_configs()
+    root = Path(__file__).resolve().parents[2] / "configs"
+    overrides = [
+        "env=reach", "env.max_episode_steps=40", f"algo={algo}", "algo.net_arch=[16,16]", "vec_env=dummy",
+        "progress_bar=false", "logger.mode=disabled", "eval.final_episodes=0", "eval.every_steps=0",
+        "eval.video_episodes=0", f"total_timesteps={timesteps}", "checkpoint.every_steps=0",
+    ]
+    if algo == "ppo":
+        overrides += ["algo.n_envs=1", "algo.n_steps=128", "algo.batch_size=64", "algo.n_epochs=1"]
+    else:
+        overrides += ["algo.learning_starts=100", "algo.batch_size=32", "algo.buffer_size=1000", "algo.n_envs=1"]
+    with initialize_config_dir(config_dir=str(root), version_base="1.3"):
+        cfg = finalize(OmegaConf.to_object(compose("train_rl", overrides=overrides)))
+    return train(cfg, run_dir).checkpoint

@@ -1,0 +1,299 @@
+"""Imitation trainer: loss falls per policy, checkpoints round-trip, exact resume (also after kill -9), evaluation JSON,
+Hydra type checks and clear errors for mismatched inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from training.checkpoints import latest_checkpoint
+from training.datasets import WindowDataset
+from training.datasets.collection import CollectConfig, collect
+from training.evaluation import EvaluateConfig, evaluate_checkpoint
+from training.imitation.checks import ImitationSetupError
+from training.imitation.checkpoint import read_imitation_checkpoint
+from training.imitation.config import config_from_dict, finalize, register_configs
+from training.imitation.trainer import resumed_config, run, train
+
+REPO = Path(__file__).resolve().parents[2]
+REACH = {"id": "cerebellum/Reach-v0", "max_episode_steps": 30}
+TINY = {
+    "act": dict(dim_model=32, n_heads=4, dim_feedforward=64, n_encoder_layers=1, n_decoder_layers=1,
+                n_vae_encoder_layers=1, latent_dim=8, chunk_size=8, n_action_steps=4, optimizer_lr=1e-3),
+    "diffusion": dict(down_dims=[16, 32], horizon=8, n_action_steps=4, diffusion_step_embed_dim=16, kernel_size=3,
+                      optimizer_lr=3e-3, num_inference_steps=5),
+    "mlp": dict(hidden_dims=[64, 64], chunk_size=8, n_action_steps=4, optimizer_lr=1e-3),
+}
+
+
+@pytest.fixture(autouse=True)
+def quiet_and_single_threaded(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    previous = torch.get_num_threads()
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def reach_data(tmp_path_factory) -> Path:
+    """Four 30-step Reach expert episodes (state), recorded with the project's collector."""
+    root = tmp_path_factory.mktemp("data") / "reach"
+    collect(CollectConfig(env_id="cerebellum/Reach-v0", env_kwargs={"max_episode_steps": 30}, n_episodes=4,
+                          output_dir=str(root), progress=False))
+    return root
+
+
+def make_cfg(data: Path, policy: str, **fields):
+    """A config as Hydra would build it (plain dict -> typed, validated dataclasses)."""
+    base = {
+        "env": dict(REACH), "policy": {"type": policy, **TINY[policy]}, "dataset": {"root": str(data)},
+        "steps": 20, "batch_size": 16, "log_every": 10, "optim": {"warmup_steps": 5},
+        "eval": {"final_episodes": 0, "n_envs": 2, "video_episodes": 0}, "checkpoint": {"every_steps": 0},
+        "logger": {"mode": "disabled"}, "progress_bar": False, "torch_threads": 1,
+    }
+    for key, value in fields.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    return config_from_dict(base)
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(latest_checkpoint(run_dir) / "policy" / "model.safetensors"))
+
+
+def trainer_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(latest_checkpoint(run_dir) / "trainer_state.safetensors"))
+
+
+def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert sorted(a) == sorted(b)
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs"
+
+
+# ------------------------------------------------------------------------------------------------ learning
+@pytest.mark.parametrize("policy, steps", [("act", 60), ("diffusion", 150), ("mlp", 60)])
+def test_training_loss_falls_for_each_policy(reach_data, tmp_path, policy, steps):
+    result = train(make_cfg(reach_data, policy, steps=steps), tmp_path / "run")
+    losses = [row["train/loss"] for row in result.history if "train/loss" in row]
+    assert len(losses) == steps // 10
+    assert losses[-1] < 0.85 * losses[0], losses
+    assert result.step == steps and result.checkpoint == latest_checkpoint(tmp_path / "run")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(10, steps + 1, 10))
+    assert all(np.isfinite(r["train/grad_norm"]) for r in rows)
+
+
+def test_warmup_then_cosine_schedule_reaches_zero(reach_data, tmp_path):
+    result = train(make_cfg(reach_data, "mlp", steps=40, log_every=1, optim={"warmup_steps": 10}), tmp_path / "run")
+    lrs = [row["train/lr"] for row in result.history]
+    peak = TINY["mlp"]["optimizer_lr"]
+    assert lrs[0] == pytest.approx(peak * 1 / 10)  # linear warm-up: lr after the first step
+    assert lrs[9] == pytest.approx(peak)
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12)  # cosine decays to zero at the last step
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+@pytest.mark.parametrize("policy", ["act", "diffusion"])
+def test_checkpoint_load_gives_identical_outputs(reach_data, tmp_path, policy):
+    result = train(make_cfg(reach_data, policy, steps=10), tmp_path / "run")
+    trained = result.policy.eval()
+    ckpt = read_imitation_checkpoint(tmp_path / "run")
+    assert (ckpt.policy_type, ckpt.step, ckpt.config.policy.type) == (policy, 10, policy)
+    loaded = ckpt.load_policy("cpu").eval()
+    assert_same_tensors(trained.state_dict(), loaded.state_dict())  # incl. normalization buffers and EMA weights
+    ds = WindowDataset(reach_data, {k: v for k, v in trained.delta_indices().items() if k != "action"})
+    window = {k: v for k, v in ds[list(range(0, len(ds), 7))].items() if k in trained.input_specs}
+    kwargs = {}
+    if policy == "diffusion":
+        kwargs["noise"] = torch.randn(len(window["observation.state"]), trained.config.horizon, trained.action_dim,
+                                      generator=torch.Generator().manual_seed(0))
+    assert torch.equal(trained.predict_chunk(window, **kwargs), loaded.predict_chunk(window, **kwargs))
+    assert json.loads((ckpt.path / "dataset_stats.json").read_text()) == json.loads(
+        (reach_data / "meta" / "stats.json").read_text())
+
+
+@pytest.mark.parametrize("policy", ["act", "diffusion"])
+def test_resume_equals_uninterrupted(reach_data, tmp_path, policy):
+    """ACT (dropout, CVAE sampling) and Diffusion (noise, timesteps, EMA) consume random numbers every step."""
+    cfg = make_cfg(reach_data, policy, steps=12, log_every=1, checkpoint={"every_steps": 4})
+    whole = train(cfg, tmp_path / "whole")
+    part = train(make_cfg(reach_data, policy, steps=12, log_every=1, checkpoint={"every_steps": 4}),
+                 tmp_path / "split", should_stop=lambda step: step == 6)
+    assert part.step == 6 and latest_checkpoint(tmp_path / "split").name.endswith("6")
+    resumed = run(make_cfg(reach_data, policy, resume=str(tmp_path / "split")), tmp_path / "unused")
+    assert resumed.step == 12 and resumed.run_dir == tmp_path / "split"
+    assert_same_tensors(weights(tmp_path / "whole"), weights(tmp_path / "split"))
+    # Optimizer moments and step counts, and the RNG state, are identical too.
+    assert_same_tensors(trainer_tensors(tmp_path / "whole"), trainer_tensors(tmp_path / "split"))
+    losses = {row["step"]: row["train/loss"] for row in whole.history}
+    assert [losses[row["step"]] for row in resumed.history] == [row["train/loss"] for row in resumed.history]
+
+
+def test_kill_9_mid_training_then_resume_reaches_the_final_step(reach_data, tmp_path):
+    steps, every = 1500, 50
+    run_dir = tmp_path / "killed"
+    overrides = [
+        "env=reach", "env.max_episode_steps=30", "policy=mlp", "policy.hidden_dims=[64,64]", "policy.chunk_size=8",
+        "policy.n_action_steps=4", f"dataset.root={reach_data}", f"steps={steps}", "batch_size=16",
+        f"checkpoint.every_steps={every}", "eval.final_episodes=0", "progress_bar=false", "torch_threads=1",
+        "logger.mode=disabled", f"hydra.run.dir={run_dir}",
+    ]
+    env = {**os.environ, "WANDB_MODE": "disabled", "MUJOCO_GL": "egl"}
+    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), *overrides], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while latest_checkpoint(run_dir) is None:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    killed_at = read_imitation_checkpoint(run_dir).step
+    assert proc.returncode == -signal.SIGKILL and 0 < killed_at < steps
+
+    given = finalize(make_cfg(reach_data, "mlp", resume=str(run_dir)))
+    result = run(given, tmp_path / "unused", overrides=[f"resume={run_dir}"])
+    assert result.step == steps and read_imitation_checkpoint(run_dir).step == steps
+    # Nothing lost beyond the last checkpoint: the result is bit-identical to an uninterrupted run.
+    saved = read_imitation_checkpoint(run_dir).config
+    train(saved, tmp_path / "whole")
+    assert_same_tensors(weights(tmp_path / "whole"), weights(run_dir))
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+def test_eval_of_an_imitation_checkpoint_returns_the_documented_json(reach_data, tmp_path):
+    train(make_cfg(reach_data, "diffusion", steps=10), tmp_path / "run")
+    runs = []
+    for name in ("a", "b"):
+        cfg = EvaluateConfig(checkpoint=str(tmp_path / "run"), episodes=3, n_envs=2, video_episodes=1 if name == "a" else 0)
+        evaluate_checkpoint(cfg, tmp_path / name)
+        runs.append(json.loads((tmp_path / name / "results.json").read_text()))
+    data = runs[0]
+    assert data["schema_version"] == 1 and data["env_id"] == "cerebellum/Reach-v0" and data["episodes"] == 3
+    assert 0.0 <= data["success_ci95"][0] <= data["success_rate"] <= data["success_ci95"][1] <= 1.0
+    assert data["mean_length"] == 30.0 and isinstance(data["mean_return"], float)
+    assert set(data["per_episode"][0]) == {"episode", "seed", "success", "return", "length", "physics_error"}
+    assert len(data["videos"]) == 1 and Path(data["videos"][0]).stat().st_size > 0
+    meta = data["metadata"]
+    assert (meta["kind"], meta["type"], meta["step"]) == ("imitation", "diffusion", 10)
+    # Fixed seeds (env episodes and sampling noise): a second evaluation agrees episode by episode.
+    assert data["per_episode"] == runs[1]["per_episode"]
+
+
+def test_periodic_evaluation_and_validation_during_training(reach_data, tmp_path):
+    cfg = make_cfg(reach_data, "mlp", steps=20, dataset={"root": str(reach_data), "val_episodes": 1}, val_every=10,
+                   eval={"every_steps": 10, "episodes": 2, "n_envs": 2, "final_episodes": 2, "video_episodes": 1})
+    result = train(cfg, tmp_path / "run")
+    evals = [row for row in result.history if "eval/success_rate" in row]
+    assert [row["step"] for row in evals] == [10, 20]
+    # Step 0 is the untrained reference; validation runs on the held-out episode only.
+    assert [row["step"] for row in result.history if "val/loss" in row] == [0, 10, 20]
+    assert result.final_eval is not None and result.final_eval.episodes == 2
+    assert (tmp_path / "run" / "eval" / "step_000000000010" / "results.json").is_file()
+    assert len(list((tmp_path / "run" / "eval" / "final" / "videos").glob("*.mp4"))) == 1
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def test_missing_dataset_is_refused_before_training(tmp_path):
+    with pytest.raises(ImitationSetupError, match="does not exist"):
+        train(make_cfg(tmp_path / "nowhere", "mlp"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_dataset_of_another_task_is_refused(reach_data, tmp_path):
+    cfg = make_cfg(reach_data, "mlp", env={"id": "cerebellum/TransferCube-v0", "max_episode_steps": None})
+    with pytest.raises(ImitationSetupError, match="recorded on 'cerebellum/Reach-v0' but env.id is"):
+        train(cfg, tmp_path / "run")
+
+
+def test_policy_features_missing_from_the_dataset_are_refused(reach_data, tmp_path):
+    cfg = make_cfg(reach_data, "act")
+    cfg.policy.input_features = {"observation.images.top": [3, 64, 64]}
+    with pytest.raises(ImitationSetupError, match="does not fit the act policy config.*observation.images.top"):
+        train(cfg, tmp_path / "run")
+
+
+def test_env_that_does_not_observe_the_policy_inputs_is_refused(reach_data, tmp_path):
+    cfg = make_cfg(reach_data, "mlp", env={**REACH, "obs_mode": "pixels"})
+    with pytest.raises(ImitationSetupError, match="'observation.state', which env .* does not observe"):
+        train(cfg, tmp_path / "run")
+
+
+def test_checkpoint_of_another_policy_type_is_refused(reach_data, tmp_path):
+    train(make_cfg(reach_data, "mlp", steps=2), tmp_path / "mlp_run")
+    with pytest.raises(ImitationSetupError, match="already holds a run with checkpoints; continue it with resume="):
+        train(make_cfg(reach_data, "mlp", steps=2), tmp_path / "mlp_run")
+    with pytest.raises(ImitationSetupError, match="holds a 'mlp' policy, but this run trains 'act'"):
+        train(make_cfg(reach_data, "act", init_from=str(tmp_path / "mlp_run")), tmp_path / "act_run")
+    resumed = read_imitation_checkpoint(tmp_path / "mlp_run")
+    given = make_cfg(reach_data, "act", resume=str(tmp_path / "mlp_run"))
+    with pytest.raises(ImitationSetupError, match="trains a 'mlp' policy, but policy=act"):
+        resumed_config(resumed, given, ["policy=act", f"resume={tmp_path / 'mlp_run'}"])
+    with pytest.raises(ImitationSetupError, match=r"cannot be applied: \['steps'\]"):
+        resumed_config(resumed, given, ["steps=5"])
+
+
+def test_init_from_copies_the_weights_of_a_same_type_checkpoint(reach_data, tmp_path):
+    train(make_cfg(reach_data, "mlp", steps=5), tmp_path / "first")
+    cfg = make_cfg(reach_data, "mlp", steps=1, init_from=str(tmp_path / "first"))
+    cfg.policy.optimizer_lr = 1e-12  # one step that barely moves the weights
+    second = train(cfg, tmp_path / "second")
+    first = weights(tmp_path / "first")
+    for key, value in second.policy.state_dict().items():
+        torch.testing.assert_close(value, first[key], atol=1e-6, rtol=0)
+
+
+# ------------------------------------------------------------------------------------------------ Hydra
+@pytest.fixture(scope="module")
+def compose():
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        yield lambda overrides: hydra_compose("train", overrides=overrides)
+
+
+def test_hydra_builds_typed_policy_and_per_env_dataset(compose):
+    from omegaconf import OmegaConf
+
+    from policies.diffusion.config import DiffusionConfig
+
+    cfg = finalize(OmegaConf.to_object(compose(["env=push_t", "policy=diffusion", "policy.num_inference_steps=4"])))
+    assert isinstance(cfg.policy, DiffusionConfig) and cfg.policy.num_inference_steps == 4
+    assert cfg.env.id == "cerebellum/PushT-v0" and cfg.dataset.root == "data/push_t_expert"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("policy.dim_modle=64", "Key 'dim_modle' not in 'ACTConfig'"),
+    ("policy.dim_model=wide", "policy.dim_model"),
+    ("policy=transformer", "Could not find 'policy/transformer'"),
+    ("stepz=10", "Key 'stepz' not in 'ImitationTrainConfig'"),
+    ("optim.warmup=3", "Key 'warmup' not in 'OptimConfig'"),
+])
+def test_hydra_refuses_wrong_overrides(compose, override, message):
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    with pytest.raises((HydraException, OmegaConfBaseException)) as info:
+        compose(["dataset.root=x", override])
+    # Hydra names the override; the cause says what is wrong with it.
+    assert message in f"{info.value}\n{info.value.__cause__}"

@@ -1,0 +1,1 @@
+"""Imitation learning: train ACT / Diffusion / MLP policies on recorded datasets, checkpoint them, evaluate them in sim."""

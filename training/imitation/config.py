@@ -1,0 +1,181 @@
+"""Dataclass configs of the imitation trainer (mirrored by configs/train.yaml) and their Hydra registration.
+
+The policy field is typed per policy: `register_configs` stores every policy dataclass of policies.factory under the
+`policy_schema` group and configs/train.yaml merges the one matching the chosen `policy=<name>` under the YAML, so
+`policy.<field>=...` overrides are checked against that policy's own fields before anything is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+from omegaconf import MISSING, OmegaConf
+
+from envs.config import EnvConfig
+from policies.config import PolicyConfig
+from policies.factory import policy_config_classes
+from training.logging import LoggerConfig
+
+SCHEDULERS = ("cosine", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class DatasetConfig:
+    """Which recorded dataset to train on (a LeRobot v3 directory written by scripts/collect.py)."""
+
+    root: str = MISSING
+    # Episode indices to use (None: all). The last `val_episodes` of them are held out for the validation loss.
+    episodes: Optional[list[int]] = None
+    val_episodes: int = 0
+    # DataLoader worker processes; 0 loads batches in the training process (fastest for state-only data).
+    num_workers: int = 0
+    # Decode camera videos into RAM once instead of a memory-mapped cache file (small datasets).
+    in_memory_images: bool = False
+
+    def validate(self) -> None:
+        if self.root in (MISSING, "", None):
+            raise ValueError("dataset.root is not set: pass dataset.root=<dataset directory> (see scripts/collect.py)")
+        if self.val_episodes < 0 or self.num_workers < 0:
+            raise ValueError(f"dataset.val_episodes and dataset.num_workers must be >= 0, got {self.val_episodes}, "
+                             f"{self.num_workers}")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW over the policy's parameter groups (their learning rates and weight decay come from the policy config:
+    policy.optimizer_lr, ...), a warm-up + cosine (or constant) schedule and gradient clipping."""
+
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    grad_clip_norm: float = 10.0  # 0: no clipping
+    scheduler: str = "cosine"  # cosine: linear warm-up, then cosine decay to 0 at `steps`
+    warmup_steps: int = 500
+
+    def validate(self) -> None:
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"optim.betas must be two numbers in [0, 1), got {list(self.betas)}")
+        if self.eps <= 0 or self.grad_clip_norm < 0 or self.warmup_steps < 0:
+            raise ValueError(f"optim.eps must be > 0, optim.grad_clip_norm and optim.warmup_steps >= 0; got "
+                             f"{self.eps}, {self.grad_clip_norm}, {self.warmup_steps}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"optim.scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
+
+
+@dataclass
+class TrainEvalConfig:
+    """Evaluation in simulation during and after training (training.evaluation, seeded episodes)."""
+
+    every_steps: int = 0  # 0: only the final evaluation
+    episodes: int = 20
+    n_envs: int = 4
+    async_envs: bool = False
+    seed: int = 100_000
+    video_episodes: int = 2
+    final_episodes: int = 50  # 0: no final evaluation
+
+    def validate(self) -> None:
+        for name in ("every_steps", "video_episodes", "final_episodes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"eval.{name} must be >= 0, got {getattr(self, name)}")
+        if self.episodes < 1 or self.n_envs < 1:
+            raise ValueError(f"eval.episodes and eval.n_envs must be >= 1, got {self.episodes}, {self.n_envs}")
+
+
+@dataclass
+class TrainCheckpointConfig:
+    every_steps: int = 5_000  # 0: only the final checkpoint
+    keep_last: int = 2
+
+    def validate(self) -> None:
+        if self.every_steps < 0 or self.keep_last < 1:
+            raise ValueError(f"checkpoint.every_steps must be >= 0 and checkpoint.keep_last >= 1, got "
+                             f"{self.every_steps}, {self.keep_last}")
+
+
+@dataclass
+class ImitationTrainConfig:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    policy: PolicyConfig = MISSING
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
+    checkpoint: TrainCheckpointConfig = field(default_factory=TrainCheckpointConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    steps: int = 100_000
+    batch_size: int = 8
+    # Stop (and checkpoint) once this much training wall time has accumulated over all segments of the run;
+    # evaluation time is not counted. None: no limit.
+    max_train_seconds: Optional[float] = None
+    seed: int = 0
+    device: str = "auto"  # auto: cuda when available
+    amp: bool = True  # mixed precision (bfloat16 autocast, float16 + grad scaling where bf16 is missing) on CUDA
+    # None: one thread per idle core (see training.imitation.hardware.choose_threads).
+    torch_threads: Optional[int] = None
+    log_every: int = 100
+    # Validation loss on the held-out episodes every this many steps (and at every evaluation); 0: never.
+    val_every: int = 0
+    val_batches: int = 8
+    progress_bar: bool = True
+    run_dir: Optional[str] = None  # None: Hydra's run directory
+    resume: Optional[str] = None  # a run directory to continue from its latest checkpoint, with its saved config
+    init_from: Optional[str] = None  # start from the weights of an imitation checkpoint of the same policy type
+
+    def validate(self) -> None:
+        self.policy.validate()
+        self.dataset.validate()
+        self.optim.validate()
+        self.eval.validate()
+        self.checkpoint.validate()
+        for name in ("steps", "batch_size", "log_every", "val_batches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.val_every < 0:
+            raise ValueError(f"val_every must be >= 0, got {self.val_every}")
+        if self.max_train_seconds is not None and self.max_train_seconds <= 0:
+            raise ValueError(f"max_train_seconds must be > 0 or null, got {self.max_train_seconds}")
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be one of {DEVICES} or 'cuda:<index>', got {self.device!r}")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ValueError(f"torch_threads must be >= 1 or null, got {self.torch_threads}")
+
+
+def register_configs() -> None:
+    """ConfigStore entries: train_schema, policy_schema/<name> (and policy/<name>_schema), env, logger."""
+    from hydra.core.config_store import ConfigStore
+
+    from envs.config import register_hydra_schema
+
+    register_hydra_schema()
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=ImitationTrainConfig)
+    for name, cls in policy_config_classes().items():
+        store.store(group="policy_schema", name=name, node=cls)
+        # Also under the policy group, for policy YAML files that name their schema in their own defaults list.
+        store.store(group="policy", name=f"{name}_schema", node=cls)
+    store.store(group="logger", name="base_logger", node=LoggerConfig)
+
+
+def finalize(cfg: ImitationTrainConfig) -> ImitationTrainConfig:
+    """Turn Hydra-built pieces into our dataclasses with their own checks, then validate the whole."""
+    cfg.env = EnvConfig.from_any(dataclasses.asdict(cfg.env) if dataclasses.is_dataclass(cfg.env) else cfg.env)
+    cfg.logger = LoggerConfig(**dataclasses.asdict(cfg.logger))
+    cfg.validate()
+    return cfg
+
+
+def config_from_dict(data: Mapping[str, Any]) -> ImitationTrainConfig:
+    """A typed config from a plain one (e.g. a checkpoint's config.yaml); unknown fields fail clearly."""
+    data = dict(data)
+    policy = dict(data.get("policy") or {})
+    classes = policy_config_classes()
+    if policy.get("type") not in classes:
+        raise ValueError(f"config names policy type {policy.get('type')!r}; known policies: {sorted(classes)}")
+    schema = OmegaConf.structured(ImitationTrainConfig(policy=classes[policy["type"]]()))
+    return finalize(OmegaConf.to_object(OmegaConf.merge(schema, data)))
+
+
+def to_dict(cfg: ImitationTrainConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]

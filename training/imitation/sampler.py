@@ -1,0 +1,68 @@
+"""Shuffled training batches as a pure function of (seed, batch number), so a resumed run sees the same data order."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from training.datasets import WindowDataset, collate_windows
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0])
+
+
+class ResumableBatchSampler(Sampler):
+    """Endless lists of sample ids: epoch e is a permutation drawn from (seed, e), cut into full batches.
+
+    Batch k of the run is batch k % batches_per_epoch of epoch k // batches_per_epoch, so starting at `start_batch`
+    (the number of batches a run has consumed) continues exactly where an interrupted run stopped, whatever the
+    DataLoader had prefetched. The last incomplete batch of an epoch is dropped.
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, seed: int, start_batch: int = 0):
+        if batch_size > num_samples:
+            raise ValueError(f"batch_size={batch_size} is larger than the {num_samples} training samples")
+        self.num_samples = int(num_samples)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.start_batch = int(start_batch)
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.num_samples // self.batch_size
+
+    def position(self, batch: int) -> tuple[int, int]:
+        """(epoch, batch within the epoch) of run batch number `batch`."""
+        return divmod(int(batch), self.batches_per_epoch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, index = self.position(self.start_batch)
+        while True:
+            generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+            order = torch.randperm(self.num_samples, generator=generator).tolist()
+            for i in range(index, self.batches_per_epoch):
+                yield order[i * self.batch_size : (i + 1) * self.batch_size]
+            epoch, index = epoch + 1, 0
+
+
+def make_training_loader(dataset: WindowDataset, batch_size: int, seed: int, start_batch: int,
+                         num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
+    """Endless DataLoader of whole batches (fetched through WindowDataset's vectorized dataset[ids] path)."""
+    sampler = ResumableBatchSampler(len(dataset), batch_size, seed, start_batch)
+    # An explicit generator: otherwise creating the iterator draws its worker base seed from torch's global RNG,
+    # which would shift the training RNG stream of a resumed run against an uninterrupted one.
+    generator = torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), 0xDA7A]).generate_state(1)[0]))
+    return DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=num_workers, collate_fn=collate_windows,
+                      pin_memory=pin_memory, generator=generator, persistent_workers=False)
+
+
+def validation_batches(dataset: WindowDataset, batch_size: int, max_batches: int) -> list[list[int]]:
+    """Fixed, evenly spread sample ids for the validation loss (the same batches at every evaluation)."""
+    n = len(dataset)
+    count = min(n, batch_size * max_batches)
+    ids = np.linspace(0, n - 1, count).round().astype(np.int64).tolist()
+    return [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]

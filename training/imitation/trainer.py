@@ -1,0 +1,377 @@
+"""The imitation training loop: checks first, then AdamW with warm-up + cosine, gradient clipping, the policy's EMA
+hook, periodic evaluation in simulation, wandb logging, atomic checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+from omegaconf import OmegaConf
+
+from policies.factory import make_policy
+from policies.interface import Policy
+from training.checkpoints import latest_checkpoint, write_text_atomic
+from training.datasets import DatasetMeta, WindowDataset
+from training.datasets.format import STATS_PATH
+from training.evaluation import EvaluationResult, evaluate, make_eval_envs, write_results
+from training.imitation import hardware
+from training.imitation.checkpoint import (
+    ImitationCheckpoint,
+    latest_of_run,
+    read_imitation_checkpoint,
+    save_imitation_checkpoint,
+)
+from training.imitation.checks import (
+    ImitationSetupError,
+    check_dataset_fits_env,
+    check_env_fits_policy,
+    open_dataset,
+    probe_env,
+)
+from training.imitation.config import ImitationTrainConfig, config_from_dict, to_dict
+from training.imitation.runner import BatchedPolicyRunner
+from training.imitation.sampler import ResumableBatchSampler, make_training_loader, validation_batches
+from training.imitation.state import capture_rng, restore_rng, scheduler_state, seed_everything, split_optimizer_state
+from training.logging import ExperimentLogger
+
+METRICS_FILE = "metrics.jsonl"
+# Overrides that may accompany resume=<run dir>: they change how the run executes, not what it computes.
+RESUME_OVERRIDABLE = ("resume", "device", "amp", "torch_threads", "progress_bar", "max_train_seconds", "log_every",
+                      "dataset.root", "dataset.num_workers", "logger.mode", "eval.async_envs")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path
+    step: int
+    train_seconds: float
+    stopped_by_time_budget: bool
+    final_eval: Optional[EvaluationResult]
+    history: list[dict[str, float]] = field(default_factory=list)  # the logged metric rows of this segment
+    policy: Optional[Policy] = None  # the trained policy (in memory, on the training device)
+
+
+# ------------------------------------------------------------------------------------------------ entry point
+def run(cfg: ImitationTrainConfig, default_run_dir: str | Path, overrides: Sequence[str] = ()) -> TrainResult:
+    """scripts/train.py: a fresh run in cfg.run_dir (or default_run_dir), or `resume=<run dir>` with its saved config."""
+    if cfg.resume:
+        try:
+            resumed = latest_of_run(cfg.resume)
+        except (FileNotFoundError, ValueError) as err:
+            raise ImitationSetupError(str(err)) from err
+        resumed_cfg = resumed_config(resumed, cfg, overrides)
+        print(f"resuming {cfg.resume} at step {resumed.step} with the run's saved config")
+        return train(resumed_cfg, Path(cfg.resume), resume=resumed)
+    return train(cfg, Path(cfg.run_dir or default_run_dir))
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def resumed_config(resumed: ImitationCheckpoint, given: ImitationTrainConfig, overrides: Sequence[str]) -> ImitationTrainConfig:
+    """The saved config of the run, with the few execution-only overrides of RESUME_OVERRIDABLE applied."""
+    keys = [_override_key(o) for o in overrides if not _override_key(o).startswith("hydra")]
+    if "policy" in keys and given.policy.type != resumed.policy_type:
+        raise ImitationSetupError(
+            f"resume={given.resume}: that run trains a {resumed.policy_type!r} policy, but policy={given.policy.type} "
+            "was given; resume it without policy=..., or start a new run"
+        )
+    keys = [k for k in keys if k != "policy"]
+    refused = [k for k in keys if k not in RESUME_OVERRIDABLE]
+    if refused:
+        raise ImitationSetupError(
+            f"resume continues a run with its saved config, so these overrides cannot be applied: {refused}. "
+            f"Allowed with resume: {list(RESUME_OVERRIDABLE)}; start a new run (or use init_from=<checkpoint>) to "
+            "change the rest"
+        )
+    saved = OmegaConf.create(to_dict(resumed.config))
+    given_dict = OmegaConf.create(to_dict(given))
+    for key in keys:
+        OmegaConf.update(saved, key, OmegaConf.select(given_dict, key), merge=False)
+    return config_from_dict(OmegaConf.to_container(saved))
+
+
+# ------------------------------------------------------------------------------------------------ setup
+def dataset_fingerprint(meta: DatasetMeta, stats_text: str) -> dict:
+    return {"total_episodes": meta.total_episodes, "total_frames": meta.total_frames, "fps": meta.fps,
+            "stats_sha256": hashlib.sha256(stats_text.encode()).hexdigest()}
+
+
+def build_policy(cfg: ImitationTrainConfig, meta: DatasetMeta) -> Policy:
+    """The policy for this dataset (features filled from it, normalization from its stats), with clear errors."""
+    try:
+        return make_policy(cfg.policy, features=meta.shapes(channel_first=True), stats=meta.stats)
+    except (ValueError, FileNotFoundError) as err:
+        raise ImitationSetupError(f"dataset {meta.root} does not fit the {cfg.policy.type} policy config: {err}") from err
+
+
+def split_episodes(cfg: ImitationTrainConfig, meta: DatasetMeta) -> tuple[list[int], list[int]]:
+    total = meta.total_episodes
+    selected = list(range(total)) if cfg.dataset.episodes is None else [int(e) for e in cfg.dataset.episodes]
+    bad = [e for e in selected if not 0 <= e < total]
+    if bad:
+        raise ImitationSetupError(f"dataset.episodes {bad} out of range: dataset {meta.root} has {total} episodes")
+    n_val = cfg.dataset.val_episodes
+    if n_val >= len(selected):
+        raise ImitationSetupError(f"dataset.val_episodes={n_val} leaves no training episode out of {len(selected)}")
+    return (selected[: len(selected) - n_val], selected[len(selected) - n_val :]) if n_val else (selected, [])
+
+
+def init_weights_from(policy: Policy, path: str) -> None:
+    """Copy the weights (and normalization) of an imitation checkpoint of the same policy type and features."""
+    try:
+        source = read_imitation_checkpoint(path)
+    except (FileNotFoundError, ValueError, NotADirectoryError) as err:
+        raise ImitationSetupError(f"init_from={path!r}: {err}") from err
+    if source.policy_type != policy.name:
+        raise ImitationSetupError(
+            f"init_from={path!r} holds a {source.policy_type!r} policy, but this run trains {policy.name!r}; "
+            f"use policy={source.policy_type} or a {policy.name} checkpoint"
+        )
+    other = source.load_policy("cpu")
+    for name in ("input_features", "output_features"):
+        if getattr(other.config, name) != getattr(policy.config, name):
+            raise ImitationSetupError(f"init_from={path!r}: its {name} {getattr(other.config, name)} differ from this "
+                                      f"run's {getattr(policy.config, name)}")
+    try:
+        policy.load_state_dict(other.state_dict(), strict=True)
+    except RuntimeError as err:
+        raise ImitationSetupError(f"init_from={path!r}: the network sizes differ from this run's policy config: "
+                                  f"{str(err).splitlines()[0]}") from err
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: ImitationTrainConfig):
+    from diffusers.optimization import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+
+    if cfg.optim.scheduler == "cosine":
+        return get_cosine_schedule_with_warmup(optimizer, cfg.optim.warmup_steps, cfg.steps)
+    return get_constant_schedule_with_warmup(optimizer, cfg.optim.warmup_steps)
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    if device.type == "cpu":
+        return batch
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _rng_devices(device: torch.device) -> list[int]:
+    return [device.index or 0] if device.type == "cuda" else []
+
+
+# ------------------------------------------------------------------------------------------------ the loop
+def train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint | None = None,
+          should_stop: Callable[[int], bool] | None = None) -> TrainResult:
+    """Train to cfg.steps (or the time budget); `should_stop(step)` may end the segment early after a checkpoint."""
+    cfg.validate()
+    device = hardware.choose_device(cfg.device)
+    if device.type == "cpu":
+        torch.set_num_threads(hardware.choose_threads(cfg.torch_threads))
+
+    # Everything that can be wrong with the inputs is checked here, before the first step.
+    meta = open_dataset(cfg.dataset.root)
+    stats_text = (meta.root / STATS_PATH).read_text()
+    fingerprint = dataset_fingerprint(meta, stats_text)
+    if resume is not None and resume.state.get("dataset") != fingerprint:
+        raise ImitationSetupError(f"cannot resume: dataset {meta.root} is not the one the run was trained on "
+                                  f"(recorded {resume.state.get('dataset')}, found {fingerprint})")
+    env_features, control_hz = probe_env(cfg.env)
+    check_dataset_fits_env(meta, cfg.env, control_hz)
+    seed_everything(cfg.seed)
+    policy = build_policy(cfg, meta)
+    check_env_fits_policy(policy, cfg.env, env_features)
+    if cfg.init_from and resume is None:
+        init_weights_from(policy, cfg.init_from)
+    train_eps, val_eps = split_episodes(cfg, meta)
+    deltas = policy.delta_indices()
+    train_ds = WindowDataset(meta, deltas, episodes=train_eps, in_memory_images=cfg.dataset.in_memory_images)
+    val_ds = WindowDataset(meta, deltas, episodes=val_eps, in_memory_images=cfg.dataset.in_memory_images) if val_eps else None
+    if cfg.batch_size > len(train_ds):
+        raise ImitationSetupError(f"batch_size={cfg.batch_size} exceeds the {len(train_ds)} training samples of "
+                                  f"dataset {meta.root}")
+    policy.to(device)
+    optimizer = torch.optim.AdamW(policy.optim_param_groups(), betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
+    scheduler = make_scheduler(optimizer, cfg)
+    scaler = torch.amp.GradScaler("cuda") if hardware.needs_grad_scaler(device, cfg.amp) else None
+
+    start_step, seconds_before, wandb_id = 0, 0.0, None
+    if resume is not None:
+        from safetensors.torch import load_file
+
+        weights = load_file(str(resume.checkpoint.file("policy/model.safetensors")), device=str(device))
+        policy.load_state_dict(weights, strict=True)
+        resume.restore_optimization(optimizer, scheduler, scaler)
+        start_step = resume.step
+        seconds_before = float(resume.state.get("train_seconds", 0.0))
+        wandb_id = resume.state.get("wandb_run_id")
+    if start_step >= cfg.steps:
+        raise ImitationSetupError(f"nothing to do: the run is at step {start_step} >= steps={cfg.steps}")
+
+    run_dir = Path(run_dir)
+    if resume is None and latest_checkpoint(run_dir) is not None:
+        raise ImitationSetupError(f"{run_dir} already holds a run with checkpoints; continue it with resume={run_dir} "
+                                  "or choose another run_dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_dict = to_dict(cfg)
+    write_text_atomic(run_dir / "config.json", json.dumps(config_dict, indent=2))
+    loader = make_training_loader(train_ds, cfg.batch_size, cfg.seed, start_batch=start_step,
+                                  num_workers=cfg.dataset.num_workers, pin_memory=device.type == "cuda")
+    sampler: ResumableBatchSampler = loader.sampler
+    logger = ExperimentLogger(cfg.logger, run_dir, config_dict, run_id=wandb_id)
+    eval_envs = None
+    val_ids = validation_batches(val_ds, cfg.batch_size, cfg.val_batches) if val_ds is not None else []
+    history: list[dict[str, float]] = []
+    if resume is not None:
+        # Last, so that nothing done while setting up shifts the random streams against the uninterrupted run.
+        restore_rng(resume.tensors(), resume.state["rng"])
+
+    def log(row: dict[str, float], step: int) -> None:
+        row = {"step": step, **row}
+        history.append(row)
+        logger.log(row, step=step)
+        with open(run_dir / METRICS_FILE, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def checkpoint(step: int, train_seconds: float) -> Path:
+        opt_tensors, opt_plain = split_optimizer_state(optimizer.state_dict())
+        rng_tensors, rng_plain = capture_rng()
+        epoch, batch_in_epoch = sampler.position(step)
+        state = {
+            "batches_consumed": step, "data_position": {"epoch": epoch, "batch": batch_in_epoch},
+            "train_seconds": train_seconds, "seed": cfg.seed, "optimizer": opt_plain,
+            "scheduler": scheduler_state(scheduler), "grad_scaler": scaler.state_dict() if scaler else None,
+            "rng": rng_plain, "dataset": fingerprint, "wandb_run_id": logger.run_id,
+        }
+        return save_imitation_checkpoint(run_dir, cfg, policy, step, state, {**opt_tensors, **rng_tensors}, stats_text)
+
+    def evaluate_now(step: int, episodes: int, videos: int, tag: str) -> EvaluationResult:
+        nonlocal eval_envs
+        if eval_envs is None:
+            eval_envs = make_eval_envs(cfg.env, cfg.eval.n_envs, cfg.eval.async_envs)
+        out = run_dir / "eval" / tag
+        runner = BatchedPolicyRunner(policy, eval_envs.num_envs, seed=cfg.seed)
+        with torch.random.fork_rng(devices=_rng_devices(device)):
+            result = evaluate(eval_envs, runner, episodes=episodes, seed=cfg.eval.seed, video_episodes=videos,
+                              video_dir=out / "videos",
+                              metadata={"kind": "imitation", "type": policy.name, "step": step})
+        policy.train()
+        write_results(result, out / "results.json")
+        low, high = result.success_ci95
+        log({"eval/success_rate": result.success_rate, "eval/success_ci95_low": low, "eval/success_ci95_high": high,
+             "eval/mean_return": result.mean_return, "eval/mean_length": result.mean_length}, step)
+        for i, video in enumerate(result.videos):
+            logger.log_video(f"eval/video_{i}", video, step=step)
+        return result
+
+    def validation_loss() -> float:
+        policy.eval()
+        total, count = 0.0, 0
+        with torch.random.fork_rng(devices=_rng_devices(device)), torch.no_grad():
+            torch.manual_seed(cfg.seed)  # the same diffusion noise at every validation: losses are comparable
+            for ids in val_ids:
+                with hardware.autocast(device, cfg.amp):
+                    loss, _ = policy.compute_loss(_to_device(val_ds[ids], device))
+                total += float(loss) * len(ids)
+                count += len(ids)
+        policy.train()
+        return total / max(count, 1)
+
+    from tqdm.auto import tqdm
+
+    n_params = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+    print(f"{policy.name}: {n_params / 1e6:.2f}M trainable parameters; {len(train_ds)} training samples from "
+          f"{len(train_eps)} episodes ({len(val_eps)} held out); {device}"
+          + (f", {torch.get_num_threads()} threads" if device.type == "cpu" else f", amp={cfg.amp}")
+          + (f"; resuming at step {start_step}" if start_step else ""))
+
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    bar = tqdm(total=cfg.steps, initial=start_step, desc=f"train {policy.name}", unit="step",
+               disable=not cfg.progress_bar, dynamic_ncols=True)
+    step, last_saved = start_step, None
+    stopped_by_budget = interrupted = False
+    window: dict[str, list[float]] = defaultdict(list)
+    segment_start = window_start = time.perf_counter()
+    excluded = 0.0  # evaluation time in this segment, not counted as training time
+    train_seconds = seconds_before
+    final = None
+    try:
+        if val_ds is not None and cfg.val_every and step == 0:
+            log({"val/loss": validation_loss()}, step)  # the untrained reference the later values compare with
+        policy.train()
+        batches = iter(loader)
+        while step < cfg.steps:
+            batch = _to_device(next(batches), device)
+            with hardware.autocast(device, cfg.amp):
+                loss, logs = policy.compute_loss(batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss is {float(loss)} at step {step}; lower policy.optimizer_lr "
+                                         "or check the dataset statistics")
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            if cfg.optim.grad_clip_norm > 0:
+                window["train/grad_norm"].append(float(torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip_norm)))
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            policy.after_optimizer_step()
+            step += 1
+            bar.update(1)
+            for key, value in logs.items():
+                window[f"train/{key}"].append(value)
+            train_seconds = seconds_before + time.perf_counter() - segment_start - excluded
+
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                now = time.perf_counter()
+                row = {k: sum(v) / len(v) for k, v in window.items()}
+                row.update({"train/lr": optimizer.param_groups[0]["lr"], "train/epoch": step / sampler.batches_per_epoch,
+                            "train/steps_per_second": len(window["train/loss"]) / max(now - window_start, 1e-9),
+                            "time/train_seconds": train_seconds})
+                log(row, step)
+                bar.set_postfix(loss=f"{row.get('train/loss', float('nan')):.4f}", lr=f"{row['train/lr']:.2e}")
+                window.clear()
+                window_start = time.perf_counter()
+            evaluating = cfg.eval.every_steps and step % cfg.eval.every_steps == 0 and step < cfg.steps
+            if val_ds is not None and ((cfg.val_every and step % cfg.val_every == 0) or evaluating):
+                t0 = time.perf_counter()
+                log({"val/loss": validation_loss()}, step)
+                excluded += time.perf_counter() - t0
+                window_start += time.perf_counter() - t0
+            if evaluating:
+                t0 = time.perf_counter()
+                evaluate_now(step, cfg.eval.episodes, cfg.eval.video_episodes, f"step_{step:012d}")
+                excluded += time.perf_counter() - t0
+                window_start += time.perf_counter() - t0
+            stopped_by_budget = cfg.max_train_seconds is not None and train_seconds >= cfg.max_train_seconds
+            interrupted = should_stop is not None and should_stop(step)
+            periodic = cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0
+            if periodic or step == cfg.steps or stopped_by_budget or interrupted:
+                last_saved = checkpoint(step, train_seconds)
+            if stopped_by_budget or interrupted:
+                break
+        bar.close()
+        if stopped_by_budget:
+            print(f"time budget of {cfg.max_train_seconds:g} s of training reached at step {step} of {cfg.steps}")
+        if val_ds is not None and not interrupted and not (cfg.val_every and step % cfg.val_every == 0):
+            log({"val/loss": validation_loss()}, step)
+        if cfg.eval.final_episodes and not interrupted:
+            final = evaluate_now(step, cfg.eval.final_episodes, cfg.eval.video_episodes, "final")
+    finally:
+        bar.close()
+        if eval_envs is not None:
+            eval_envs.close()
+        logger.finish()
+    return TrainResult(run_dir, last_saved, step, train_seconds, stopped_by_budget, final, history, policy)
