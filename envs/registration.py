@@ -18,5 +18,12 @@ def register_all() -> None:
             module_name, class_name = entry_point.split(":")
             task_cls = getattr(importlib.import_module(module_name), class_name)
             # The registered length makes gymnasium.make add its TimeLimit wrapper, as for Gymnasium's own MuJoCo
-            # tasks; make(..., max_episode_steps=N) overrides it.
-            gym.register(id=env_id, entry_point=entry_point, max_episode_steps=task_cls.default_max_episode_steps)
+            # tasks; make(..., max_episode_steps=N) overrides it. The passive checker wrapper is left out: the envs
+            # validate their own actions, the test suite runs the full env checker, and every wrapper layer costs
+            # time on each step (make(..., disable_env_checker=False) brings it back).
+            gym.register(
+                id=env_id,
+                entry_point=entry_point,
+                max_episode_steps=task_cls.default_max_episode_steps,
+                disable_env_checker=True,
+            )

@@ -130,15 +130,17 @@ class TransferCubeEnv(MujocoTaskEnv):
 
         self.joint_names = [f"{side}/{j}" for side in SIDES for j in (*aloha.ARM_JOINTS, "gripper")]
         self.action_units = (["rad"] * 6 + ["m"]) * 2
-        # agent_pos is a linear readout of qpos: arm joints one to one, gripper opening = finger_a + finger_b.
-        readout = np.zeros((14, m.nq))
-        for row, name in enumerate(self.joint_names):
+        # agent_pos gathers the arm joints from qpos and adds finger_b to finger_a for each gripper opening: two
+        # gathers and an add, rather than a (14 x nq) matmul whose BLAS dispatch dominated the step's overhead.
+        readout, finger_b = [], []
+        for name in self.joint_names:
             side, joint = name.split("/")
+            readout.append(qadr(f"{side}/finger_a") if joint == "gripper" else qadr(name))
             if joint == "gripper":
-                readout[row, qadr(f"{side}/finger_a")] = readout[row, qadr(f"{side}/finger_b")] = 1.0
-            else:
-                readout[row, qadr(name)] = 1.0
-        self._readout = readout
+                finger_b.append(qadr(f"{side}/finger_b"))
+        self._readout_qadr = np.array(readout)
+        self._gripper_rows = np.array([i for i, n in enumerate(self.joint_names) if n.endswith("/gripper")])
+        self._finger_b_qadr = np.array(finger_b)
         self._arm_qadr = np.array([qadr(f"{s}/{j}") for s in SIDES for j in aloha.ARM_JOINTS])
         self._finger_qadr = np.array([qadr(f"{s}/{f}") for s in SIDES for f in ("finger_a", "finger_b")])
         self._cube_qadr = qadr("cube")
@@ -167,7 +169,10 @@ class TransferCubeEnv(MujocoTaskEnv):
         self._cube_pose[:] = (x, y, half, 1.0, 0.0, 0.0, 0.0)
 
     def agent_pos(self) -> np.ndarray:
-        return self._readout @ self._qpos
+        qpos = self._qpos
+        out = qpos[self._readout_qadr]
+        out[self._gripper_rows] += qpos[self._finger_b_qadr]
+        return out
 
     def environment_state(self) -> np.ndarray:
         return self._cube_pose
