@@ -20,7 +20,7 @@ def main(cfg: ReplayConfig) -> None:
     failures = 0
     for episode in cfg.episodes:
         video = Path(cfg.video_dir) / f"episode_{episode:06d}.mp4" if cfg.video_dir else None
-        r = replay_episode(cfg.dataset, episode, video, cfg.env_kwargs)
+        r = replay_episode(cfg.root, episode, video, cfg.env_kwargs)
         failures += not r.reproduced
         print(f"episode {r.episode} seed {r.seed}: {r.steps} steps, recorded success {r.recorded_success}, "
               f"replayed success {r.replayed_success}, max state error {r.max_state_error}, "

@@ -16,7 +16,8 @@ from .video import VideoConfig, VideoStreamWriter
 class ReplayConfig:
     """Which episodes to replay; mirrored by configs/replay.yaml."""
 
-    dataset: str = "data/transfer_cube_expert"
+    # Named `root`, not `dataset`: configs/dataset/ is a Hydra group, so `dataset=<path>` would select a group.
+    root: str = "data/transfer_cube_expert"
     episodes: List[int] = field(default_factory=lambda: [0])
     video_dir: Optional[str] = "replays"  # one mp4 per episode; null writes no video
     env_kwargs: Dict[str, Any] = field(default_factory=dict)  # overrides of the recorded env kwargs

@@ -107,7 +107,7 @@ def test_scripts_collect_inspect_replay(tmp_path):
     shown = subprocess.run([sys.executable, str(REPO / "scripts/inspect_dataset.py"), str(root)], env=env,
                            capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0 and "frames" in shown.stdout and "observation.state" in shown.stdout
-    replay = subprocess.run([sys.executable, str(REPO / "scripts/replay.py"), f"dataset={root}", "episodes=[0,2]",
+    replay = subprocess.run([sys.executable, str(REPO / "scripts/replay.py"), f"root={root}", "episodes=[0,2]",
                              f"video_dir={tmp_path / 'videos'}", f"hydra.run.dir={tmp_path / 'hydra2'}"],
                             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert replay.returncode == 0, replay.stderr[-2000:]
