@@ -76,6 +76,7 @@ def main() -> None:
     cfg.steps = steps_for_budget(seconds_per_step, budget)
     cfg.optim.warmup_steps = min(500, cfg.steps // 10)
     cfg.max_train_seconds = budget
+    cfg.log_every = max(1, cfg.steps // 20)
     print(f"step time {seconds_per_step * 1000:.0f} ms (batch {args.batch_size}) -> {cfg.steps} steps for a "
           f"{args.train_minutes:g} min budget")
     run_dir = work / f"run_{time.strftime('%Y%m%d_%H%M%S')}"

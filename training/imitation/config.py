@@ -143,7 +143,8 @@ class ImitationTrainConfig:
 
 
 def register_configs() -> None:
-    """ConfigStore entries: train_schema, policy_schema/<name> (and policy/<name>_schema), env, logger."""
+    """ConfigStore entries: train_schema, policy_schema/<name> (merged under configs/policy/<name>.yaml by the
+    defaults list of configs/train.yaml, so the policy YAML files need no defaults list of their own), env, logger."""
     from hydra.core.config_store import ConfigStore
 
     from envs.config import register_hydra_schema
@@ -153,8 +154,6 @@ def register_configs() -> None:
     store.store(name="train_schema", node=ImitationTrainConfig)
     for name, cls in policy_config_classes().items():
         store.store(group="policy_schema", name=name, node=cls)
-        # Also under the policy group, for policy YAML files that name their schema in their own defaults list.
-        store.store(group="policy", name=f"{name}_schema", node=cls)
     store.store(group="logger", name="base_logger", node=LoggerConfig)
 
 

@@ -95,7 +95,8 @@ def resumed_config(resumed: ImitationCheckpoint, given: ImitationTrainConfig, ov
     saved = OmegaConf.create(to_dict(resumed.config))
     given_dict = OmegaConf.create(to_dict(given))
     for key in keys:
-        OmegaConf.update(saved, key, OmegaConf.select(given_dict, key), merge=False)
+        if key != "resume":  # the saved config stays the run's own: a checkpoint never points at another run
+            OmegaConf.update(saved, key, OmegaConf.select(given_dict, key), merge=False)
     return config_from_dict(OmegaConf.to_container(saved))
 
 
