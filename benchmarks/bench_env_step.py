@@ -74,14 +74,17 @@ def measure(task: str, pixels: bool, steps: int, repeats: int) -> None:
         raw_times.append(time_raw(env, actions, r, "top" if pixels else None, (128, 128)))
         env_times.append(time_env(env, actions, r))
     env.close()
-    env_sps, raw_sps = steps / statistics.median(env_times), steps / statistics.median(raw_times)
+    # The fastest of the interleaved repeats (as timeit advises): other processes only ever add time, so the minimum
+    # is the figure least disturbed by a shared machine; the median is printed beside it.
+    env_sps, raw_sps = steps / min(env_times), steps / min(raw_times)
+    median_ratio = statistics.median(raw_times) / statistics.median(env_times)
     ratio = env_sps / raw_sps
     target = 0.85 if pixels else 0.90
     label = "pixels 1x128x128" if pixels else "state"
     reference = "physics + Renderer(top)" if pixels else f"mj_step(nstep={env.unwrapped.n_substeps})"
     print(
         f"{task:13s} {label:17s} env.step {env_sps:9.1f} steps/s | raw {reference:24s} {raw_sps:9.1f} steps/s | "
-        f"ratio {ratio:.3f} (target >= {target}) {'PASS' if ratio >= target else 'FAIL'}",
+        f"ratio {ratio:.3f} (target >= {target}) {'PASS' if ratio >= target else 'FAIL'} [median-based {median_ratio:.3f}]",
         flush=True,
     )
 
@@ -89,11 +92,11 @@ def measure(task: str, pixels: bool, steps: int, repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--task", choices=TASKS, action="append")
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--pixel-steps", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--pixel-steps", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
-    print("median of interleaved repeats; one process, one thread")
+    print(f"fastest of interleaved repeats (median-based ratio in brackets); one process; load average {os.getloadavg()[0]:.1f}")
     for task in args.task or TASKS:
         measure(task, pixels=False, steps=args.steps, repeats=args.repeats)
         measure(task, pixels=True, steps=args.pixel_steps, repeats=args.repeats)

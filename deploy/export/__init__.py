@@ -5,10 +5,29 @@
 
 One module per policy family (act, mlp, diffusion, sb3) builds the graphs; bundle writes them atomically through
 deploy.runtime's manifest writer; parity checks the result against the checkpoint before it is moved into place.
+Exports are imported lazily, so reading the config (Hydra, a typo check) does not load torch.
 """
 
-from .config import ExportConfig
-from .exporter import ExportResult, export_checkpoint
-from .parity import ParityError, ParityReport
+import importlib
 
-__all__ = ["ExportConfig", "ExportResult", "ParityError", "ParityReport", "export_checkpoint"]
+_EXPORTS = {
+    "ExportConfig": "config",
+    "ExportResult": "exporter",
+    "export_checkpoint": "exporter",
+    "ParityError": "parity",
+    "ParityReport": "parity",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

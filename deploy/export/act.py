@@ -1,4 +1,4 @@
-"""ACT export: the transformer with its zero (prior-mean) style latent, normalization folded in; CVAE encoder dropped."""
+"""ACT export: the transformer with its zero (prior-mean) style latent and normalization; no CVAE encoder."""
 
 from __future__ import annotations
 

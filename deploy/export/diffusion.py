@@ -112,6 +112,10 @@ def choose_sampler(policy, requested: str) -> str:
         raise ValueError("this diffusion policy samples with DDPM, whose per-step noise a deterministic bundle cannot "
                          "reproduce; retrain or evaluate it with policy.inference_scheduler=ddim (same training "
                          "schedule) before exporting")
+    if scheduler == "dpm_solver" and policy.config.clip_sample:
+        raise ValueError("this diffusion policy samples with DPM-Solver and dynamic thresholding (clip_sample), whose "
+                         "torch.quantile has no ONNX operator; export a policy sampled with "
+                         "policy.inference_scheduler=ddim (same training schedule), or without clip_sample")
     if requested == "auto":
         return "runtime" if scheduler == "ddim" else "in_graph"
     if requested == "runtime" and scheduler != "ddim":
@@ -149,7 +153,7 @@ def plan(source, info: EnvInfo, options) -> ExportPlan:
              "num_inference_steps": c.num_inference_steps, "ema_weights": policy.ema_network is not None}
     if mode == "in_graph":
         graph = Graph(MAIN_FILE, SamplingGraph(policy, keys), [*keys, NOISE_INPUT], (*observations, noise),
-                      ACTION_OUTPUT)
+                      ACTION_OUTPUT, exporter="torchscript")
         sampler = InGraphSampler(num_inference_steps=c.num_inference_steps, noise_input=NOISE_INPUT)
         return ExportPlan("diffusion", [graph], features, {k: k for k in keys}, control, reference, sampler,
                           noise_shape, notes)

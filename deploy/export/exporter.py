@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from deploy.runtime import Manifest, SourceSpec, file_sha256, write_manifest
 
-from .bundle import TORCHSCRIPT_FILE, action_spec, build_manifest, json_safe, write_atomically
+from .bundle import TORCHSCRIPT_FILE, action_spec, build_manifest, json_safe, prepare_output, write_atomically
 from .config import ExportConfig
 from .env_info import EnvInfo, read_env_info
 from .graphs import export_onnx, export_torchscript
@@ -77,6 +79,7 @@ def export_checkpoint(cfg: ExportConfig) -> ExportResult:
     matched the checkpoint within cfg.parity_atol (else ParityError, and nothing is written)."""
     cfg.validate()
     start = time.perf_counter()
+    prepare_output(Path(cfg.output), cfg.overwrite)  # fail before the slow part
     source = load_source(cfg.checkpoint)
     info = read_env_info(source.env)
     plan = make_plan(source, info, cfg)
@@ -96,8 +99,6 @@ def export_checkpoint(cfg: ExportConfig) -> ExportResult:
         if not cfg.verify:
             return manifest, None
         n = cfg.parity_samples
-        import numpy as np
-
         sets = {"random": random_inputs(plan, n, np.random.default_rng(cfg.seed)),
                 "env": env_inputs(source.env, plan, n, seed=cfg.seed)}
         report = check_parity(directory, plan, sets, atol=cfg.parity_atol, seed=cfg.seed)

@@ -26,40 +26,58 @@ class Graph:
     input_names: list[str]
     examples: tuple[Tensor, ...]
     output: str
+    # "dynamo" (torch.export) or "torchscript" (the tracer-based exporter), see export_onnx.
+    exporter: str = "dynamo"
 
     def __post_init__(self) -> None:
+        if self.exporter not in ("dynamo", "torchscript"):
+            raise ValueError(f"{self.file}: exporter must be 'dynamo' or 'torchscript', got {self.exporter!r}")
         if len(self.input_names) != len(self.examples):
             raise ValueError(f"{self.file}: {len(self.input_names)} input names for {len(self.examples)} examples")
 
 
 @contextlib.contextmanager
-def _quiet():
-    """The exporter prints progress to stdout and warns about torchvision ops we never use."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+def _tracing():
+    """Quiet, traceable export: the exporter prints progress to stdout and warns about torchvision ops we never use;
+    torch.distributions' argument validation (SB3 builds a Normal even for the deterministic action) is a
+    data-dependent check that torch.export cannot trace, so it is switched off while tracing."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")]
+    levels = [logger.level for logger in loggers]
+    validate = torch.distributions.Distribution._validate_args
+    for logger in loggers:
+        # torch.onnx warns at WARNING level about the torchvision ops it cannot register (never used here).
+        logger.setLevel(logging.ERROR if logger.name == "torch.onnx" else logging.WARNING)
+    torch.distributions.Distribution.set_default_validate_args(False)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         try:
             yield
         finally:
-            logger.setLevel(level)
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
+            torch.distributions.Distribution.set_default_validate_args(validate)
 
 
 def export_onnx(graph: Graph, directory: Path, opset: int = DEFAULT_OPSET, optimize: bool = True) -> Path:
     """Write graph.file into `directory` with its weights inside (no external-data file) and check it.
 
-    The dynamo exporter (torch.export) is used: the TorchScript-based one mis-traces ACT's batch-dependent expands.
-    Shapes are static (batch 1), which is what the runtime feeds and lets onnxruntime fold shape arithmetic.
+    The dynamo exporter (torch.export) is the default: the TorchScript-based one mis-traced ACT's batch-dependent
+    expands in a quick try. Graphs that run Python-side scheduler code which reads tensor values (diffusers'
+    DPM-Solver calls .numpy()) use the tracer instead, which records those values as constants -- right for a
+    sampling loop whose timesteps are fixed; the parity check confirms it. Shapes are static (batch 1), which is what
+    the runtime feeds and lets onnxruntime fold shape arithmetic.
     """
     path = Path(directory) / graph.file
     module = graph.module.eval()
+    names = dict(input_names=list(graph.input_names), output_names=[graph.output], opset_version=opset)
     try:
-        with _quiet(), torch.no_grad():
-            program = torch.onnx.export(module, graph.examples, dynamo=True, input_names=list(graph.input_names),
-                                        output_names=[graph.output], opset_version=opset, optimize=optimize,
-                                        verbose=False)
-            program.save(str(path), external_data=False)
+        with _tracing(), torch.no_grad():
+            if graph.exporter == "dynamo":
+                program = torch.onnx.export(module, graph.examples, dynamo=True, optimize=optimize, verbose=False,
+                                            **names)
+                program.save(str(path), external_data=False)
+            else:
+                torch.onnx.export(module, graph.examples, str(path), dynamo=False, **names)
     except Exception as e:  # torch.export / onnxscript raise many exception types; name the graph
         raise RuntimeError(f"ONNX export of {graph.file} ({type(module).__name__}) failed: {type(e).__name__}: {e}"
                            ) from e
@@ -78,7 +96,7 @@ def export_onnx(graph: Graph, directory: Path, opset: int = DEFAULT_OPSET, optim
 def export_torchscript(graph: Graph, path: Path) -> Path:
     """A traced TorchScript module with the same inputs as the ONNX graph, for libtorch controllers."""
     module = graph.module.eval()
-    with _quiet(), torch.no_grad():
+    with _tracing(), torch.no_grad():
         traced = torch.jit.trace(module, graph.examples, check_trace=False)
         expected = module(*graph.examples)
         got = traced(*graph.examples)

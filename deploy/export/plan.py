@@ -26,7 +26,7 @@ class ExportPlan:
     policy_type: str
     graphs: list[Graph]  # graphs[0] is the manifest's model.file; a DDIM condition model follows it
     features: list[ObservationFeature]  # the observations the bundle reads, in graph-input order
-    model_inputs: dict[str, str]  # observation key -> ONNX input of the graph that reads the observations
+    model_inputs: dict[str, str]  # observation key -> ONNX input of graphs[0] (empty when a condition model reads them)
     control: ControlSpec
     reference: Reference
     sampler: InGraphSampler | DdimSampler | None = None  # hashes of condition models are filled in when written
@@ -57,9 +57,9 @@ def example_inputs(features: list[ObservationFeature], n_obs_steps: int, seed: i
 
 def control_spec(info: EnvInfo, *, chunk_size: int, n_action_steps: int, n_obs_steps: int, chunk_offset: int = 0,
                  temporal_ensemble_coeff: float | None = None) -> ControlSpec:
+    coeff = None if temporal_ensemble_coeff is None else float(temporal_ensemble_coeff)
     return ControlSpec(frequency_hz=info.control_hz, chunk_size=int(chunk_size), n_action_steps=int(n_action_steps),
-                       n_obs_steps=int(n_obs_steps), chunk_offset=int(chunk_offset),
-                       temporal_ensemble_coeff=None if temporal_ensemble_coeff is None else float(temporal_ensemble_coeff))
+                       n_obs_steps=int(n_obs_steps), chunk_offset=int(chunk_offset), temporal_ensemble_coeff=coeff)
 
 
 def to_torch(inputs: Mapping[str, np.ndarray], keys: list[str], stacked: bool) -> dict[str, torch.Tensor]:

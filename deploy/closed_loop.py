@@ -1,0 +1,254 @@
+"""Closed-loop check of a policy bundle in simulation: ChunkRunner per sub-env, injected latency, success + stats.
+
+    python scripts/eval.py checkpoint=<bundle dir>          (kind "bundle": runs through load_for_evaluation here)
+
+Inference in simulation is made deterministic: in "async" mode the chunk computed from tick s's observation is
+delivered at tick s + ceil((latency + jitter) * control_hz) (deploy.runtime.SimulatedLatency), so the simulated
+robot keeps executing the previous chunk meanwhile exactly as on the robot, without depending on this machine's
+speed. "sync" runs inference inside the tick (the zero-latency reference). Episode i of an evaluation reseeds its
+runner (diffusion noise, latency jitter) from (seed, i), so results do not depend on n_envs.
+
+Besides training.evaluation's results JSON, evaluate_bundle adds "runner": the summed ChunkRunner statistics
+(ticks, held ticks, late/stale chunks, skipped actions, faults, inference latency percentiles), and can write the
+executed actions and predicted chunks of every episode for replay (deploy.export.rollouts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from deploy.runtime import ChunkRunner, SimulatedLatency, load_manifest
+
+MODES = ("sync", "async")
+
+
+@dataclass
+class BundleRunConfig:
+    """How a bundle runs in closed loop (the eval config's `bundle` group)."""
+
+    mode: str = "sync"  # sync: inference inside the tick; async: delivered after latency_ms (+- jitter_ms)
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0  # uniform in [-jitter_ms, +jitter_ms], seeded per episode
+    # None: the manifest's steps executed per chunk; in async mode shortened to chunk length - worst delay (ticks)
+    # so a chunk requested every n_action_steps ticks arrives before the previous one runs out.
+    n_action_steps: Optional[int] = None
+    blend_ticks: Optional[int] = None  # async seam crossfade; None: the runner's default (50 ms)
+    max_velocity: Optional[list[float]] = None  # None: the manifest's rate limit (if any); action units / s
+    intra_op_threads: int = 1
+    seed: int = 0
+    rollouts: bool = False  # write rollouts/ (Parquet + CSV of executed actions and predicted chunks)
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"bundle.mode must be one of {MODES}, got {self.mode!r}")
+        for name in ("latency_ms", "jitter_ms"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"bundle.{name} must be a finite number >= 0, got {value}")
+        if self.mode == "sync" and (self.latency_ms > 0 or self.jitter_ms > 0):
+            raise ValueError("bundle.latency_ms / jitter_ms model asynchronous inference: set bundle.mode=async "
+                             "(sync mode runs inference inside the tick, with no latency)")
+        if self.n_action_steps is not None and self.n_action_steps < 1:
+            raise ValueError(f"bundle.n_action_steps must be >= 1 or null, got {self.n_action_steps}")
+        if self.intra_op_threads < 1:
+            raise ValueError(f"bundle.intra_op_threads must be >= 1, got {self.intra_op_threads}")
+
+    def latency(self) -> SimulatedLatency | None:
+        if self.mode != "async":
+            return None
+        return SimulatedLatency(self.latency_ms / 1000.0, self.jitter_ms / 1000.0, seed=self.seed)
+
+
+def effective_n_action_steps(manifest, run: BundleRunConfig) -> int | None:
+    """run.n_action_steps, or in async mode the manifest's shortened so that the next chunk, requested every
+    n_action_steps ticks, arrives before the current one runs out: at most chunk length - worst delay in ticks.
+
+    The runner keeps one inference in flight, so a new chunk is requested every max(n_action_steps, delay) ticks;
+    a chunk shorter than twice the delay therefore still runs out now and then (held ticks in the statistics).
+    """
+    if run.n_action_steps is not None or run.mode != "async" or manifest.control.temporal_ensemble_coeff is not None:
+        return run.n_action_steps
+    c = manifest.control
+    usable = c.chunk_size - c.chunk_offset
+    worst = math.ceil((run.latency_ms + run.jitter_ms) / 1000.0 * c.frequency_hz - 1e-9)
+    steps = min(c.n_action_steps, usable - worst)
+    if steps < 1:
+        raise ValueError(f"latency {run.latency_ms:g} ms (+{run.jitter_ms:g} ms jitter) is {worst} control ticks at "
+                         f"{c.frequency_hz:g} Hz, but a chunk of this bundle covers only {usable} ticks: every chunk "
+                         "would arrive after its last action was due")
+    return steps
+
+
+def _env_config(manifest) -> dict[str, Any]:
+    env = manifest.source.extra.get("env") or manifest.source.config.get("env")
+    if not isinstance(env, Mapping):
+        raise ValueError("the bundle's manifest names no environment (source.env / source.config.env); it was not "
+                         "written by deploy.export, so it cannot be run in simulation")
+    return dict(env)
+
+
+class BundleVectorPolicy:
+    """A vector policy for training.evaluation.evaluate: one ChunkRunner per sub-env, fed dataset-keyed
+    observations (training.datasets.observation_to_dataset), returning the runner's (safe) actions."""
+
+    def __init__(self, bundle_dir: str | Path, n_envs: int, run: BundleRunConfig | None = None, recorder=None):
+        if n_envs < 1:
+            raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+        self.run = run or BundleRunConfig()
+        self.run.validate()
+        manifest = load_manifest(bundle_dir)
+        self.n_action_steps = effective_n_action_steps(manifest, self.run)
+        kwargs: dict[str, Any] = dict(mode=self.run.mode, latency=self.run.latency(),
+                                      intra_op_threads=self.run.intra_op_threads,
+                                      n_action_steps=self.n_action_steps, blend_ticks=self.run.blend_ticks)
+        if self.run.max_velocity is not None:
+            kwargs["max_velocity"] = list(self.run.max_velocity)
+        self.runners = [ChunkRunner(bundle_dir, **kwargs) for _ in range(n_envs)]
+        self.manifest = self.runners[0].manifest
+        self.keys = [f.key for f in self.manifest.observation]
+        self.recorder = recorder
+        self._episode = [-1] * n_envs  # evaluation episode each sub-env runs
+        self._tick = [0] * n_envs
+        self._started = 0  # evaluate() starts episode k with the k-th reset() call (it assigns them in order)
+        if recorder is not None:
+            for i, runner in enumerate(self.runners):
+                runner.policy = _RecordingPolicy(runner.policy, self, i)
+
+    def reset(self, env_index: int) -> None:
+        i = int(env_index)
+        episode = self._started
+        self._started += 1
+        self._episode[i], self._tick[i] = episode, 0
+        seed = int(np.random.SeedSequence([self.run.seed, episode]).generate_state(1)[0])
+        self.runners[i].reset(seed=seed)
+        if self.recorder is not None:
+            self.recorder.start(episode, None)
+
+    def __call__(self, observations: Any) -> np.ndarray:
+        from training.datasets import observation_to_dataset
+
+        data = observation_to_dataset(observations)
+        missing = [k for k in self.keys if k not in data]
+        if missing:
+            raise ValueError(f"the bundle reads {missing}, which the environment does not observe (it yields "
+                             f"{sorted(data)}); evaluate it in the env its manifest names")
+        actions = []
+        for i, runner in enumerate(self.runners):
+            held_before = runner.statistics.held_ticks
+            action = runner.tick({k: data[k][i] for k in self.keys})
+            if self.recorder is not None and self._episode[i] >= 0:
+                self.recorder.tick(self._episode[i], self._tick[i], action, runner.statistics.held_ticks > held_before)
+            self._tick[i] += 1
+            actions.append(action)
+        return np.stack(actions)
+
+    def summary(self) -> dict[str, Any]:
+        """ChunkRunner statistics summed over the sub-envs (latency percentiles over all inferences)."""
+        from deploy.runtime.stats import RunnerStatistics
+
+        total = RunnerStatistics()
+        for runner in self.runners:
+            s = runner.statistics
+            for name in ("ticks", "startup_ticks", "held_ticks", "requests", "chunks_received", "late_chunks",
+                         "stale_chunks", "skipped_actions"):
+                setattr(total, name, getattr(total, name) + getattr(s, name))
+            total.faults.update(s.faults)
+            total.inference_latency_s.extend(s.inference_latency_s)
+            total.delivery_ticks.extend(s.delivery_ticks)
+        out = total.summary()
+        out["config"] = dataclasses.asdict(self.run)
+        out["n_action_steps"] = self.runners[0].n_action_steps
+        return out
+
+    def close(self) -> None:
+        for runner in self.runners:
+            runner.close()
+
+
+class _RecordingPolicy:
+    """Stands in for a runner's BundlePolicy and hands every chunk it computes to the rollout recorder.
+
+    In sync and simulated-latency modes the runner computes a chunk inside tick(), so the tick being run is the
+    chunk's origin.
+    """
+
+    def __init__(self, policy, owner: BundleVectorPolicy, index: int):
+        self._policy, self._owner, self._index = policy, owner, index
+
+    def __getattr__(self, name: str):
+        return getattr(self._policy, name)
+
+    def predict_chunk(self, inputs, noise=None, rng=None):
+        chunk = self._policy.predict_chunk(inputs, noise=noise, rng=rng)
+        owner, i = self._owner, self._index
+        if owner._episode[i] >= 0:
+            owner.recorder.chunk(owner._episode[i], owner._tick[i], chunk)
+        return chunk
+
+
+def load_for_evaluation(path: str | Path, device: str = "cpu", run: BundleRunConfig | None = None):
+    """training.evaluation loader for kind "bundle": the env the bundle was exported from and its runners.
+
+    `device` is ignored: the bundle runs on onnxruntime's CPU provider, as on the robot computer.
+    """
+    from envs.config import EnvConfig
+    from training.evaluation import LoadedPolicy
+
+    manifest = load_manifest(path)  # validates and hash-checks before anything runs
+    env = EnvConfig.from_any(_env_config(manifest))
+    run = run or BundleRunConfig()
+    run.validate()
+    meta = {"kind": "bundle", "type": manifest.policy_type, "bundle_dir": str(Path(path).resolve()),
+            "source_checkpoint": manifest.source.checkpoint, "step": manifest.source.extra.get("step"),
+            "bundle": dataclasses.asdict(run)}
+    return LoadedPolicy(env=env, make_policy=lambda n_envs: BundleVectorPolicy(path, n_envs, run), metadata=meta)
+
+
+def evaluate_bundle(cfg, output_dir: str | Path, run: BundleRunConfig | None = None):
+    """scripts/eval.py for a bundle: like training.evaluation.evaluate_checkpoint, plus the runner statistics in
+    results["metadata"]["runner"] and, with run.rollouts, the rollouts/ directory. `run` defaults to cfg.bundle
+    when the eval config has that group, else to BundleRunConfig()."""
+    from deploy.export.rollouts import RolloutRecorder
+    from training.evaluation import evaluate, make_eval_envs, write_results
+
+    run = run or getattr(cfg, "bundle", None) or BundleRunConfig()
+    if isinstance(run, Mapping):
+        run = BundleRunConfig(**run)
+    loaded = load_for_evaluation(cfg.checkpoint, cfg.device, run)
+    env = loaded.env
+    if cfg.randomization is not None:
+        env = dataclasses.replace(env, randomization=dataclasses.replace(env.randomization, enabled=cfg.randomization))
+    output_dir = Path(output_dir)
+    manifest = load_manifest(cfg.checkpoint)
+    recorder = None
+    if run.rollouts:
+        recorder = RolloutRecorder(manifest.action.names, manifest.action.units, manifest.control.frequency_hz,
+                                   manifest.control.chunk_offset,
+                                   {"bundle_dir": str(Path(cfg.checkpoint).resolve()), "env_id": env.id,
+                                    "run": dataclasses.asdict(run)})
+    policy = BundleVectorPolicy(cfg.checkpoint, cfg.n_envs, run, recorder)
+    envs = make_eval_envs(env, cfg.n_envs, cfg.async_envs)
+    try:
+        result = evaluate(envs, policy, episodes=cfg.episodes, seed=cfg.seed, video_episodes=cfg.video_episodes,
+                          video_dir=output_dir / "videos",
+                          metadata={**loaded.metadata, "checkpoint": str(Path(cfg.checkpoint).resolve()),
+                                    "randomization": bool(env.randomization.enabled)})
+    finally:
+        envs.close()
+        policy.close()
+    result.metadata["runner"] = policy.summary()
+    if recorder is not None:
+        for record in result.records:
+            if record.episode in recorder.episodes:
+                recorder.episodes[record.episode].seed = record.seed
+        recorder.truncate({r.episode: r.length for r in result.records})
+        recorder.write(output_dir / "rollouts")
+        result.metadata["rollouts"] = str(output_dir / "rollouts")
+    write_results(result, output_dir / "results.json")
+    return result

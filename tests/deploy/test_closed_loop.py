@@ -1,0 +1,140 @@
+"""A bundle in closed loop in simulation: same episodes as its checkpoint at zero latency, injected latency in async
+mode with latency-aware scheduling, results JSON with runner statistics, and rollouts written for replay."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from deploy.closed_loop import BundleRunConfig, BundleVectorPolicy, evaluate_bundle
+from deploy.export import ExportConfig, export_checkpoint
+from deploy.runtime import load_manifest
+from training.evaluation import EvaluateConfig, detect_kind, evaluate_checkpoint
+
+from tests.deploy.export_factory import REACH, imitation_checkpoint
+
+EPISODES, N_ENVS = 4, 2
+RESULT_KEYS = {"schema_version", "env_id", "episodes", "seed", "successes", "success_rate", "success_ci95",
+               "mean_return", "std_return", "mean_length", "physics_errors", "wall_time_s", "videos", "per_episode",
+               "metadata"}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("closed_loop")
+    # chunk 10, 8 executed per chunk, two observation steps: scheduling and history both matter.
+    ckpt = imitation_checkpoint(root / "run", "mlp", seed=2, chunk_size=10, n_action_steps=8)
+    export_checkpoint(ExportConfig(checkpoint=str(ckpt), output=str(root / "bundle"), optimize=False,
+                                   parity_samples=2))
+    return ckpt, root / "bundle", root
+
+
+def eval_cfg(path) -> EvaluateConfig:
+    return EvaluateConfig(checkpoint=str(path), episodes=EPISODES, n_envs=N_ENVS, video_episodes=0, seed=500)
+
+
+def test_zero_latency_bundle_replays_the_checkpoint_and_records_what_it_did(exported):
+    ckpt, bundle, root = exported
+    assert detect_kind(bundle) == "bundle"
+    torch_result = evaluate_checkpoint(eval_cfg(ckpt), root / "eval_ckpt")
+    # scripts/eval.py's path: kind "bundle" dispatches to deploy.closed_loop.load_for_evaluation.
+    plain = evaluate_checkpoint(eval_cfg(bundle), root / "eval_plain")
+    recorded = evaluate_bundle(eval_cfg(bundle), root / "eval_bundle", BundleRunConfig(rollouts=True))
+    for result in (plain, recorded):
+        assert [r.success for r in result.records] == [r.success for r in torch_result.records]
+        np.testing.assert_allclose([r.episode_return for r in result.records],
+                                   [r.episode_return for r in torch_result.records], rtol=1e-4, atol=1e-4)
+        assert [r.length for r in result.records] == [r.length for r in torch_result.records]
+    assert len({round(r.episode_return, 3) for r in torch_result.records}) > 1  # episodes differ from each other
+
+    data = json.loads((root / "eval_bundle" / "results.json").read_text())
+    assert RESULT_KEYS <= set(data) and data["episodes"] == EPISODES
+    low, high = data["success_ci95"]
+    assert 0.0 <= low <= data["success_rate"] <= high <= 1.0
+    meta = data["metadata"]
+    assert meta["kind"] == "bundle" and meta["type"] == "mlp" and meta["source_checkpoint"] == str(ckpt.resolve())
+    runner = meta["runner"]
+    assert runner["held_ticks"] == 0 and runner["stale_chunks"] == 0 and runner["faults"] == {}
+    assert runner["ticks"] >= EPISODES * REACH["max_episode_steps"]
+    assert runner["inference_latency_ms"]["count"] == runner["requests"] > 0
+    assert runner["delivery_ticks"]["max"] == 0
+
+    m = load_manifest(bundle)
+    out = root / "eval_bundle" / "rollouts"
+    actions = pq.read_table(out / "actions.parquet")
+    chunks = pq.read_table(out / "chunks.parquet")
+    names = list(m.action.names)
+    assert actions.column_names == ["episode", "seed", "tick", "timestamp_s", "held", *names]
+    assert chunks.column_names == ["episode", "seed", "chunk", "origin_tick", "step", "tick", "timestamp_s", *names]
+    assert [actions.schema.field(n).metadata[b"unit"].decode() for n in names] == list(m.action.units)
+    assert actions.num_rows == sum(r.length for r in recorded.records)
+    assert pacsv.read_csv(out / "actions.csv").num_rows == actions.num_rows
+    assert pacsv.read_csv(out / "chunks.csv").column_names == chunks.column_names
+    meta_json = json.loads((out / "rollouts.json").read_text())
+    assert meta_json["units"] == dict(zip(names, m.action.units)) and meta_json["control_hz"] == 50.0
+
+    ticks = np.asarray(actions["tick"])
+    np.testing.assert_allclose(np.asarray(actions["timestamp_s"]), ticks / 50.0)
+    assert sorted(set(np.asarray(actions["seed"]))) == [r.seed for r in recorded.records]
+    # Sync mode: a chunk is computed every n_action_steps ticks and its actions are executed as planned (clamped).
+    n = m.control.n_action_steps
+    origins = np.asarray(chunks["origin_tick"])
+    assert set(origins % n) == {0}
+    row = {(e, o, t): j for j, (e, o, t) in enumerate(zip(np.asarray(chunks["episode"]), origins,
+                                                           np.asarray(chunks["tick"])))}
+    executed = np.stack([np.asarray(actions[name]) for name in names], axis=1)
+    planned = np.stack([np.asarray(chunks[name]) for name in names], axis=1)
+    for i, (e, t) in enumerate(zip(np.asarray(actions["episode"]), ticks)):
+        j = row[(e, t - t % n, t)]
+        np.testing.assert_allclose(executed[i], np.clip(planned[j], m.action.lower, m.action.upper), atol=1e-6)
+
+
+def test_async_latency_is_injected_and_scheduling_keeps_the_robot_fed(exported):
+    _, bundle, root = exported
+    run = BundleRunConfig(mode="async", latency_ms=60, jitter_ms=10, seed=3)
+    result = evaluate_bundle(eval_cfg(bundle), root / "eval_async", run)
+    runner = json.loads((root / "eval_async" / "results.json").read_text())["metadata"]["runner"]
+    # 60 +- 10 ms at 50 Hz: every chunk arrives 3 or 4 ticks after its observation; a 10-action chunk then leaves
+    # room for 6 executed steps per chunk (not the manifest's 8), so no tick starves.
+    assert {runner["delivery_ticks"]["p50"], runner["delivery_ticks"]["max"]} <= {3.0, 4.0}
+    assert runner["delivery_ticks"]["max"] == 4.0
+    assert runner["n_action_steps"] == 6 and runner["config"]["latency_ms"] == 60
+    assert runner["held_ticks"] == 0 and runner["stale_chunks"] == 0
+    assert runner["skipped_actions"] >= 3 * runner["chunks_received"]
+    assert runner["startup_ticks"] >= 3 * EPISODES  # the robot holds its pose until the first chunk lands
+    assert result.episodes == EPISODES
+
+    again = evaluate_bundle(eval_cfg(bundle), root / "eval_async_again", run)
+    assert [r.episode_return for r in again.records] == [r.episode_return for r in result.records]  # seeded
+
+
+def test_bad_run_settings_are_refused_clearly(exported):
+    _, bundle, _ = exported
+    with pytest.raises(ValueError, match="mode=async"):
+        BundleVectorPolicy(bundle, 1, BundleRunConfig(latency_ms=100))
+    with pytest.raises(ValueError, match="covers only 10 ticks"):
+        BundleVectorPolicy(bundle, 1, BundleRunConfig(mode="async", latency_ms=200))
+    with pytest.raises(ValueError, match="bundle.mode"):
+        BundleVectorPolicy(bundle, 1, BundleRunConfig(mode="threaded"))
+    policy = BundleVectorPolicy(bundle, 1)
+    with pytest.raises(ValueError, match="does not observe"):
+        policy({"agent_pos": np.zeros((1, 6), np.float32)})
+
+
+def test_temporal_ensembling_bundle_replays_the_checkpoint(tmp_path):
+    # The runner's ensembler (deploy.runtime) and the policy's (policies.chunking) must weight predictions alike.
+    ckpt = imitation_checkpoint(tmp_path / "run", "mlp", seed=4, n_obs_steps=1, n_action_steps=1,
+                                temporal_ensemble_coeff=0.1)
+    export_checkpoint(ExportConfig(checkpoint=str(ckpt), output=str(tmp_path / "bundle"), optimize=False,
+                                   parity_samples=1))
+    assert load_manifest(tmp_path / "bundle").control.temporal_ensemble_coeff == 0.1
+    cfg = EvaluateConfig(checkpoint=str(ckpt), episodes=2, n_envs=2, video_episodes=0, seed=900)
+    want = evaluate_checkpoint(cfg, tmp_path / "eval_ckpt")
+    got = evaluate_checkpoint(EvaluateConfig(**{**cfg.__dict__, "checkpoint": str(tmp_path / "bundle")}),
+                              tmp_path / "eval_bundle")
+    np.testing.assert_allclose([r.episode_return for r in got.records], [r.episode_return for r in want.records],
+                               rtol=1e-4, atol=1e-4)
