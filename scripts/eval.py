@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 import sys
 from pathlib import Path
 
@@ -14,20 +15,35 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from training.evaluation import EvaluateConfig, evaluate_checkpoint, load_for_evaluation
+from deploy.closed_loop import BundleRunConfig, evaluate_bundle
+from training.evaluation import EvaluateConfig, detect_kind, evaluate_checkpoint, load_for_evaluation
 
-ConfigStore.instance().store(name="eval_schema", node=EvaluateConfig)
+
+@dataclass
+class EvalAppConfig(EvaluateConfig):
+    """EvaluateConfig plus how an exported bundle runs in closed loop (ignored for checkpoints).
+
+    Declared here rather than in training.evaluation because deploy.closed_loop itself builds on that module.
+    """
+
+    bundle: BundleRunConfig = field(default_factory=BundleRunConfig)
+
+
+ConfigStore.instance().store(name="eval_schema", node=EvalAppConfig)
 
 
 @hydra.main(config_path="../configs", config_name="eval", version_base="1.3")
 def main(cfg) -> None:
     cfg: EvaluateConfig = OmegaConf.to_object(cfg)
     output_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir)
-    try:  # a missing or invalid checkpoint is reported as one line
-        loaded = load_for_evaluation(cfg.checkpoint, cfg.device)
+    try:  # a missing or invalid checkpoint or bundle is reported as one line
+        if detect_kind(cfg.checkpoint) == "bundle":
+            cfg.bundle.validate()
+            result = evaluate_bundle(cfg, output_dir)
+        else:
+            result = evaluate_checkpoint(cfg, output_dir, loaded=load_for_evaluation(cfg.checkpoint, cfg.device))
     except (ValueError, FileNotFoundError, NotADirectoryError) as err:
         sys.exit(f"error: {err}")
-    result = evaluate_checkpoint(cfg, output_dir, loaded=loaded)
     print(result.summary())
     print(f"results: {output_dir / 'results.json'}" + (f"; videos: {output_dir / 'videos'}" if result.videos else ""))
 
