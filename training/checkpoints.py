@@ -34,6 +34,8 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from training.datasets.atomic import fsync_dir
+
 FORMAT_VERSION = 1
 META_FILE = "checkpoint.json"
 CONFIG_FILE = "config.yaml"
@@ -102,21 +104,7 @@ def _fsync_tree(root: Path) -> None:
         if path.is_file():
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
-    _fsync_dir(root)
-
-
-def _fsync_dir(path: Path) -> None:
-    # Directory fsync makes renames durable; some filesystems refuse it, which is harmless.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_dir(root)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -126,7 +114,7 @@ def write_text_atomic(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def save_checkpoint(
@@ -186,7 +174,7 @@ def save_checkpoint(
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

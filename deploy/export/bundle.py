@@ -20,6 +20,8 @@ from deploy.runtime import (
     file_sha256,
 )
 
+from training.datasets.atomic import fsync_dir
+
 from .env_info import EnvInfo
 from .plan import ExportPlan
 
@@ -72,20 +74,6 @@ def build_manifest(directory: Path, plan: ExportPlan, info: EnvInfo, action: Act
                     action=action, model=model, source=source, sampler=sampler)
 
 
-def _fsync_dir(path: Path) -> None:
-    # Makes the rename durable; some filesystems refuse directory fsync, which is harmless.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def prepare_output(output: Path, overwrite: bool) -> None:
     if not output.exists():
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +98,7 @@ def write_atomically(output: Path, overwrite: bool, fill: Callable[[Path], Any])
         for path in tmp.iterdir():
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if output.exists():
             # os.replace cannot overwrite a non-empty dir: move the old bundle aside, put the new one in place.
             trash = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
@@ -119,7 +107,7 @@ def write_atomically(output: Path, overwrite: bool, fill: Callable[[Path], Any])
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(tmp, output)
-        _fsync_dir(output.parent)
+        fsync_dir(output.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
