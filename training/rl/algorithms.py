@@ -131,6 +131,9 @@ def build_model(algo: AlgoConfig, vec_env, seed: int, verbose: int = 0, inferenc
     spec = algorithm_spec(algo.name)
     if inference_only and isinstance(algo, OffPolicyConfig):
         algo = dataclasses.replace(algo, buffer_size=1)
+    if inference_only and isinstance(algo, PPOConfig):
+        # One local env instead of n_envs: keep the minibatch within the (unused) rollout so SB3 does not warn.
+        algo = dataclasses.replace(algo, n_envs=1, batch_size=min(algo.batch_size, algo.n_steps))
     action_space = vec_env.action_space
     n_actions = int(np.prod(action_space.shape)) if isinstance(action_space, spaces.Box) else 1
     return spec.load_class()(algo.policy, vec_env, seed=seed, verbose=verbose, **sb3_kwargs(algo, n_actions))
