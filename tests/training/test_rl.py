@@ -155,7 +155,8 @@ def test_kill_9_then_resume_reaches_the_same_total_with_no_update_lost(tmp_path)
     run_dir = tmp_path / "run"
     cmd = [sys.executable, str(ROOT / "scripts" / "train_rl.py"), *QUICK, "algo=ppo", "algo.n_envs=2",
            "algo.n_steps=256", "algo.batch_size=128", "algo.n_epochs=2", "total_timesteps=8192",
-           "checkpoint.every_steps=1024", "eval.every_steps=0", "eval.final_episodes=0", f"run_dir={run_dir}"]
+           "checkpoint.every_steps=1024", "eval.every_steps=0", "eval.final_episodes=0", f"run_dir={run_dir}",
+           f"hydra.run.dir={tmp_path / 'hydra'}"]
     env = {**os.environ, "WANDB_MODE": "disabled", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
