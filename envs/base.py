@@ -125,6 +125,7 @@ class MujocoTaskEnv(gym.Env):
         self._action_delay = 0
         self._pending_actions: collections.deque[np.ndarray] = collections.deque()
         self._dr_rng = np.random.default_rng()
+        self._visual_rng = np.random.default_rng()
         self._agent_noise = 0.0
         self._env_noise = 0.0
 
@@ -201,8 +202,10 @@ class MujocoTaskEnv(gym.Env):
         if seed is not None:
             # A separate stream for randomization keeps the task's initial state identical with or without it.
             self._dr_rng = np.random.default_rng([int(seed), 0x5EED])
+            self._visual_rng = np.random.default_rng([int(seed), 0x5EED, 1])
         m, d = self.model, self.data
-        self._randomizer.apply(self._dr_rng, pixels=self.obs_mode != "state" or self.render_mode is not None)
+        renders = self.obs_mode != "state" or self.render_mode is not None
+        self._randomizer.apply(self._dr_rng, self._visual_rng if renders else None)
         cfg = self.randomization
         if cfg.enabled:
             self._action_delay = int(self._dr_rng.integers(cfg.action_delay_steps[0], cfg.action_delay_steps[1] + 1))

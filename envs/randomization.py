@@ -135,8 +135,11 @@ class ModelRandomizer:
             getattr(self.model, name)[...] = nominal
         self.size_scales = {}
 
-    def apply(self, rng: np.random.Generator, pixels: bool) -> None:
-        """Restore nominal values, then draw and apply one randomization. Draw order is fixed for determinism."""
+    def apply(self, rng: np.random.Generator, visual_rng: np.random.Generator | None = None) -> None:
+        """Restore nominal values, then draw and apply one randomization. Draw order is fixed for determinism.
+
+        Visual terms (camera, light, colour) come from their own `visual_rng`, and only when it is given, so an env
+        that renders draws exactly the same dynamics as one that does not."""
         self.restore()
         cfg = self.config
         if not cfg.enabled:
@@ -166,8 +169,8 @@ class ModelRandomizer:
             g = rng.uniform(*cfg.actuator_gain_scale, size=len(acts))
             m.actuator_gainprm[acts, 0] = nominal["actuator_gainprm"][acts, 0] * g
             m.actuator_biasprm[acts, 1] = nominal["actuator_biasprm"][acts, 1] * g
-        if pixels:
-            self._apply_visual(rng)
+        if visual_rng is not None:
+            self._apply_visual(visual_rng)
 
     def _apply_visual(self, rng: np.random.Generator) -> None:
         cfg, m, nominal = self.config, self.model, self._nominal.arrays

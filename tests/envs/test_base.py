@@ -165,3 +165,11 @@ def test_vector_env():
     assert obs["agent_pos"].shape == (2, 1)
     envs.step(np.zeros((2, 1), np.float32))
     envs.close()
+
+
+def test_rendering_does_not_change_randomized_dynamics():
+    actions = np.linspace(-1, 1, 15)[:, None].astype(np.float32)
+    plain = rollout(PendulumBoxEnv(randomization=True), 11, actions)
+    rendering = PendulumBoxEnv(randomization=True, render_mode="rgb_array")
+    assert np.array_equal(plain, rollout(rendering, 11, actions))
+    rendering.close()
