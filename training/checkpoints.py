@@ -209,6 +209,18 @@ def prune_checkpoints(checkpoints_dir: Path, keep_last: int) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def checkpoint_to_resume(run_dir: str | os.PathLike) -> Path:
+    """The latest checkpoint of a run directory for `resume=`, with a clear error when there is none."""
+    run_dir = Path(run_dir).expanduser()
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"resume={str(run_dir)!r}: no such run directory")
+    latest = latest_checkpoint(run_dir)
+    if latest is None:
+        raise FileNotFoundError(f"resume={str(run_dir)!r}: the run has no complete checkpoint under checkpoints/ "
+                                "(it stopped before its first checkpoint; start it again instead)")
+    return latest
+
+
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     """The checkpoint `latest` names in <run_dir>/checkpoints, else the newest complete step_* dir, else None."""
     root = Path(run_dir) / CHECKPOINTS_DIR

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from policies.factory import load_policy, save_policy
 from policies.interface import Policy
-from training.checkpoints import Checkpoint, latest_checkpoint, read_checkpoint, save_checkpoint
+from training.checkpoints import Checkpoint, checkpoint_to_resume, read_checkpoint, save_checkpoint
 from training.imitation.config import ImitationTrainConfig, config_from_dict, to_dict
 from training.imitation.state import join_optimizer_state
 
@@ -118,14 +118,7 @@ def read_imitation_checkpoint(path: str | Path) -> ImitationCheckpoint:
 
 def latest_of_run(run_dir: str | Path) -> ImitationCheckpoint:
     """The latest checkpoint of a run directory, with a clear error when there is none."""
-    run_dir = Path(run_dir).expanduser()
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"resume={str(run_dir)!r}: no such run directory")
-    latest = latest_checkpoint(run_dir)
-    if latest is None:
-        raise FileNotFoundError(f"resume={str(run_dir)!r}: the run has no complete checkpoint under checkpoints/ "
-                                "(it stopped before its first checkpoint; start it again instead)")
-    return read_imitation_checkpoint(latest)
+    return read_imitation_checkpoint(checkpoint_to_resume(run_dir))
 
 
 def load_for_evaluation(path: Path, device: str = "cpu"):

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from training.checkpoints import latest_checkpoint, write_text_atomic
+from training.checkpoints import checkpoint_to_resume, write_text_atomic
 from training.evaluation import EvaluationResult, evaluate, make_eval_envs, write_results
 from training.logging import ExperimentLogger
 from training.rl.algorithms import algorithm_spec, build_model, check_action_space
@@ -36,14 +36,7 @@ class TrainResult:
 
 def resume_from(run_dir: str | Path) -> RLCheckpoint:
     """The latest checkpoint of a run directory, with a clear error when there is none."""
-    run_dir = Path(run_dir).expanduser()
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"resume={str(run_dir)!r}: no such run directory")
-    latest = latest_checkpoint(run_dir)
-    if latest is None:
-        raise FileNotFoundError(f"resume={str(run_dir)!r}: the run has no complete checkpoint under checkpoints/ "
-                                "(it was stopped before its first checkpoint; start it again instead)")
-    return read_rl_checkpoint(latest)
+    return read_rl_checkpoint(checkpoint_to_resume(run_dir))
 
 
 @dataclass
