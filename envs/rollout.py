@@ -55,6 +55,7 @@ def write_video(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: floa
     os.close(fd)
     try:
         iio.imwrite(tmp, np.stack(frames), fps=fps, codec="libx264", plugin="pyav")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a video is meant to be shared like any other output
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
