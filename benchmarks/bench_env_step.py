@@ -99,7 +99,8 @@ def main() -> None:
     print(f"fastest of interleaved repeats (median-based ratio in brackets); one process; load average {os.getloadavg()[0]:.1f}")
     for task in args.task or TASKS:
         measure(task, pixels=False, steps=args.steps, repeats=args.repeats)
-        measure(task, pixels=True, steps=args.pixel_steps, repeats=args.repeats)
+        if args.pixel_steps > 0:  # --pixel-steps 0 measures state observations only
+            measure(task, pixels=True, steps=args.pixel_steps, repeats=args.repeats)
 
 
 if __name__ == "__main__":

@@ -134,6 +134,8 @@ class MujocoTaskEnv(gym.Env):
         self._action_low = self.action_space.low.astype(np.float64)
         self._action_high = self.action_space.high.astype(np.float64)
         self._action_shape = self.action_space.shape
+        # Out-of-bound actions are clipped: by MuJoCo inside mj_step where its ctrlrange is the action box, else here.
+        self._clip_in_python = not self._mujoco_clamps_actions(self.action_space.low, self.action_space.high)
         self.observation_space = self._make_observation_space()
         self._step_count = 0
 
@@ -159,12 +161,34 @@ class MujocoTaskEnv(gym.Env):
     def is_success(self) -> bool:
         raise NotImplementedError
 
+    def reward_and_success(self) -> tuple[float, bool]:
+        """Both per-step outcomes at once; a task overrides it when they share a costly quantity."""
+        return float(self.compute_reward()), bool(self.is_success())
+
     def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Default: the actuators' control ranges (position servos: the joint limits)."""
         return self.model.actuator_ctrlrange[:, 0].copy(), self.model.actuator_ctrlrange[:, 1].copy()
 
     def apply_action(self, action: np.ndarray) -> None:
         self.data.ctrl[:] = action
+
+    def ctrl_passthrough(self) -> np.ndarray | None:
+        """Actuator ids whose ctrl receives the action unchanged (action[i] -> ctrl[ids[i]]); None if it is transformed.
+
+        The default mapping is `apply_action`'s own; a task that overrides `apply_action` says again here.
+        """
+        if type(self).apply_action is MujocoTaskEnv.apply_action:
+            return np.arange(self.model.nu)
+        return None
+
+    def _mujoco_clamps_actions(self, low: np.ndarray, high: np.ndarray) -> bool:
+        """True when MuJoCo's own ctrl clamping enforces exactly the action bounds, so step() need not clip."""
+        ids = self.ctrl_passthrough()
+        m = self.model
+        if ids is None or len(ids) != len(low) or m.opt.disableflags & mujoco.mjtDisableBit.mjDSBL_CLAMPCTRL:
+            return False
+        ranges = m.actuator_ctrlrange[ids].astype(np.float32)
+        return bool(m.actuator_ctrllimited[ids].all() and np.array_equal(ranges[:, 0], low) and np.array_equal(ranges[:, 1], high))
 
     def initial_action(self) -> np.ndarray:
         """The action that holds the initial state; fills the latency queue at reset."""
@@ -233,10 +257,10 @@ class MujocoTaskEnv(gym.Env):
         if warn[_BADQPOS] or warn[_BADQVEL] or warn[_BADQACC]:
             return self._physics_error()
         obs = self._observation()
-        success = bool(self.is_success())
+        reward, success = self.reward_and_success()
         terminated = success and self.terminate_on_success
         truncated = self._step_count >= self._truncate_at
-        return obs, float(self.compute_reward()), terminated, truncated, {"is_success": success}
+        return obs, reward, terminated, truncated, {"is_success": success}
 
     def _physics_error(self):
         warnings = {
@@ -258,8 +282,11 @@ class MujocoTaskEnv(gym.Env):
         # Hot path: a correctly shaped array costs one reduction (NaN/inf make the sum non-finite) and one clip.
         if type(action) is not np.ndarray or action.shape != self._action_shape:
             action = self._coerce_action(action)
-        if not math.isfinite(action.sum()):
+        # Summing the Python floats is ~4x cheaper than ndarray.sum() for a handful of joints.
+        if not math.isfinite(sum(action.tolist())):
             self._raise_if_not_finite(action)
+        if not self._clip_in_python:
+            return action
         clipped = np.minimum(action, self._action_high)
         return np.maximum(clipped, self._action_low, out=clipped)
 
@@ -289,15 +316,19 @@ class MujocoTaskEnv(gym.Env):
             # astype always copies, so an observation never aliases MjData that the next step overwrites.
             agent = self.agent_pos().astype(np.float32)
             env_state = self.environment_state().astype(np.float32)
-            if self._agent_noise:
-                agent += self._dr_rng.normal(0.0, self._agent_noise, agent.shape).astype(np.float32)
-            if self._env_noise:
-                env_state += self._dr_rng.normal(0.0, self._env_noise, env_state.shape).astype(np.float32)
+            if self._agent_noise or self._env_noise:
+                self._add_observation_noise(agent, env_state)
             obs["agent_pos"] = agent
             obs["environment_state"] = env_state
         if self._pixel_obs:
             obs["pixels"] = {cam: self._render_camera(cam, self.image_size) for cam in self.cameras}
         return obs
+
+    def _add_observation_noise(self, agent: np.ndarray, env_state: np.ndarray) -> None:
+        if self._agent_noise:
+            agent += self._dr_rng.normal(0.0, self._agent_noise, agent.shape).astype(np.float32)
+        if self._env_noise:
+            env_state += self._dr_rng.normal(0.0, self._env_noise, env_state.shape).astype(np.float32)
 
     def _camera_id(self, name: str) -> int:
         cam_id = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, name)

@@ -120,6 +120,9 @@ class PickCubeEnv(MujocoTaskEnv):
     def apply_action(self, action: np.ndarray) -> None:
         self._ctrl[:] = action
 
+    def ctrl_passthrough(self) -> np.ndarray:
+        return np.arange(self.model.nu)
+
     def robot_dofs(self) -> np.ndarray:
         return self.robot_dof
 
@@ -170,15 +173,20 @@ class PickCubeEnv(MujocoTaskEnv):
         return self._cube_pos[2] >= self.target_height and self.is_grasped()
 
     def compute_reward(self) -> float:
-        if self.reward_type == "sparse":
-            return 1.0 if self.is_success() else 0.0
+        return self.reward_and_success()[0]
+
+    def reward_and_success(self) -> tuple[float, bool]:
+        # The contact scan is the costly part: done at most once per step for both outcomes.
         dist = mujoco.mju_dist3(self._tcp_pos, self._cube_pos)
         grasped = dist <= self.grasp_check_distance and self._touches_both_jaws()
         cube_z = float(self._cube_pos[2])
-        if grasped and cube_z >= self.target_height:
-            return 1.0
+        success = grasped and cube_z >= self.target_height
+        if success:
+            return 1.0, True
+        if self.reward_type == "sparse":
+            return 0.0, False
         reach = 1.0 - math.tanh(5.0 * dist)
         if not grasped:
-            return reach / 3.0
+            return reach / 3.0, False
         lift = 1.0 - math.tanh(5.0 * (self.target_height - cube_z))
-        return (reach + 1.0 + lift) / 3.0
+        return (reach + 1.0 + lift) / 3.0, False

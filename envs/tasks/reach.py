@@ -99,6 +99,7 @@ class ReachEnv(MujocoTaskEnv):
         self._agent_qpos = d.qpos[self.qpos_index[0] : self.qpos_index[0] + len(jids)] if contiguous else None
         self._ee_pos = d.site_xpos[self.ee_site_id]
         self._target_pos = d.mocap_pos[self.target_mocap]
+        self._env_state = np.empty(6)
         self._ctrl = d.ctrl
         self._all_actuators = len(self.actuator_ids) == m.nu
         self._scratch = mujoco.MjData(m)  # forward kinematics for sampling user-robot targets
@@ -127,6 +128,9 @@ class ReachEnv(MujocoTaskEnv):
             self._ctrl[:] = action
         else:
             self._ctrl[self.actuator_ids] = action
+
+    def ctrl_passthrough(self) -> np.ndarray:
+        return self.actuator_ids
 
     def initial_action(self) -> np.ndarray:
         return np.clip(self.data.ctrl[self.actuator_ids], self._action_low, self._action_high)
@@ -157,7 +161,11 @@ class ReachEnv(MujocoTaskEnv):
         return self.data.qpos[self.qpos_index]
 
     def environment_state(self) -> np.ndarray:
-        return np.concatenate((self._target_pos, self._ee_pos))
+        # Filled in place (the base class copies it into the observation): cheaper than np.concatenate.
+        out = self._env_state
+        out[:3] = self._target_pos
+        out[3:] = self._ee_pos
+        return out
 
     def distance(self) -> float:
         """Metres between the end-effector site and the target."""
@@ -171,6 +179,14 @@ class ReachEnv(MujocoTaskEnv):
 
     def is_success(self) -> bool:
         return self.distance() < self.success_radius
+
+    def reward_and_success(self) -> tuple[float, bool]:
+        # One distance for both: this env's physics is cheap enough that every microsecond of overhead shows.
+        dist = self.distance()
+        success = dist < self.success_radius
+        if self.reward_type == "sparse":
+            return (1.0 if success else 0.0), success
+        return -dist + (self.success_bonus if success else 0.0), success
 
 
 class _UserRobot:

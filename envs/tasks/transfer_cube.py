@@ -194,3 +194,7 @@ class TransferCubeEnv(MujocoTaskEnv):
     def is_success(self) -> bool:
         left_a, left_b, right, table = self._contacts.tolist()
         return bool(left_a and left_b and not right and not table)
+
+    def reward_and_success(self) -> tuple[float, bool]:
+        stage = self.stage()
+        return float(stage), stage == 4

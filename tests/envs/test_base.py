@@ -37,7 +37,7 @@ class PendulumBoxEnv(MujocoTaskEnv):
         return XML
 
     def setup(self):
-        self.box_qpos = self.model.jnt_qposadr[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, "box")] if False else 1
+        pass
 
     def sample_initial_state(self, rng):
         self.data.qpos[0] = rng.uniform(-0.5, 0.5)
@@ -101,11 +101,24 @@ def test_bad_actions_raise_clear_errors(bad):
         env.step(bad)
 
 
-def test_out_of_bound_actions_are_clipped():
-    env = PendulumBoxEnv()
-    env.reset(seed=0)
-    env.step(np.array([10.0], np.float32))
-    assert env.data.ctrl[0] == pytest.approx(1.5)
+class HalfScaleActionEnv(PendulumBoxEnv):
+    """Its action is twice the servo target, so MuJoCo's ctrlrange cannot enforce the action bounds."""
+
+    def action_bounds(self):
+        return np.array([-3.0]), np.array([3.0])
+
+    def apply_action(self, action):
+        self.data.ctrl[:] = 0.5 * action
+
+
+@pytest.mark.parametrize("env_cls", [PendulumBoxEnv, HalfScaleActionEnv])
+def test_out_of_bound_actions_act_like_the_bound(env_cls):
+    high = env_cls().action_space.high
+    clipped = rollout(env_cls(), 0, [high] * 5)
+    beyond = rollout(env_cls(), 0, [high * 7.0] * 5)
+    np.testing.assert_array_equal(clipped, beyond)
+    # Where the action goes straight into a ctrl-limited actuator MuJoCo clamps it; otherwise step() clips.
+    assert env_cls()._clip_in_python == (env_cls is HalfScaleActionEnv)
 
 
 def test_truncation_and_success_flag():

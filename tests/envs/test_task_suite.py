@@ -70,6 +70,14 @@ def test_bad_actions_raise_and_out_of_bounds_clip(env_id):
     obs, *_ = env.step(huge)
     assert np.isfinite(obs["agent_pos"]).all()
     env.close()
+    at_bound, beyond = make(env_id), make(env_id)
+    for e in (at_bound, beyond):
+        e.reset(seed=3)
+    for _ in range(3):
+        obs_at, *_ = at_bound.step(at_bound.action_space.high)
+        obs_beyond, *_ = beyond.step(beyond.action_space.high + 5.0)
+    np.testing.assert_array_equal(obs_at["agent_pos"], obs_beyond["agent_pos"])
+    np.testing.assert_array_equal(obs_at["environment_state"], obs_beyond["environment_state"])
 
 
 @pytest.mark.parametrize("env_id", TASK_IDS)
