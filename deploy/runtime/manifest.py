@@ -648,6 +648,7 @@ def write_manifest(bundle_dir: str | os.PathLike, manifest: Manifest) -> Path:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the controller may run as another user than the exporter
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):

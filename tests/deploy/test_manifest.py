@@ -160,3 +160,5 @@ def test_writer_replaces_atomically(tmp_path):
     write_manifest(bundle, first)
     assert load_manifest(bundle) == first
     assert sorted(os.listdir(bundle)) == [MANIFEST_FILE, "policy.onnx"]
+    # Readable by the controller's user, not only by the exporter (mkstemp alone would leave 0600).
+    assert (bundle / MANIFEST_FILE).stat().st_mode & 0o777 == 0o644
