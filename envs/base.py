@@ -55,6 +55,9 @@ class MujocoTaskEnv(gym.Env):
     size_randomized_bodies: tuple[str, ...] = ()
     # Episode ends (terminated) when the task succeeds; off for tasks that must hold a goal state.
     terminate_on_success: bool = False
+    # One name and one unit per element of environment_state() (exported into a bundle's manifest); empty: unnamed.
+    environment_state_names: tuple[str, ...] = ()
+    environment_state_units: tuple[str, ...] = ()
 
     def __init__(
         self,

@@ -36,6 +36,11 @@ class PickCubeEnv(MujocoTaskEnv):
     """
 
     default_max_episode_steps = 200
+    environment_state_names = (
+        "cube_x", "cube_y", "cube_z", "cube_qw", "cube_qx", "cube_qy", "cube_qz",
+        "target_height", "tcp_x", "tcp_y", "tcp_z",
+    )
+    environment_state_units = ("m", "m", "m") + ("quaternion",) * 4 + ("m",) * 4
     default_cameras = ("top",)
     render_camera = "front"
     randomized_object_bodies = ("cube",)

@@ -202,6 +202,8 @@ class PushTEnv(MujocoTaskEnv):
 
     default_control_hz = 10.0
     default_max_episode_steps = 300
+    environment_state_names = ("block_x", "block_y", "block_yaw")
+    environment_state_units = ("m", "m", "rad")
     default_image_size = (96, 96)
     render_size = (256, 256)
     terminate_on_success = True

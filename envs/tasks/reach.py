@@ -39,6 +39,8 @@ class ReachEnv(MujocoTaskEnv):
     """
 
     default_max_episode_steps = 100
+    environment_state_names = ("target_x", "target_y", "target_z", "ee_x", "ee_y", "ee_z")
+    environment_state_units = ("m",) * 6
     default_cameras = ("top",)
     render_camera = "front"
     success_radius = 0.02

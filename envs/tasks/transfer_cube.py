@@ -101,6 +101,8 @@ class TransferCubeEnv(MujocoTaskEnv):
 
     default_control_hz = 50.0
     default_max_episode_steps = 400
+    environment_state_names = ("cube_x", "cube_y", "cube_z", "cube_qw", "cube_qx", "cube_qy", "cube_qz")
+    environment_state_units = ("m", "m", "m") + ("quaternion",) * 4
     default_cameras = ("top",)
     render_camera = "angle"
     randomized_object_bodies = ("cube",)

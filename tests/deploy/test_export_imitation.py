@@ -130,7 +130,9 @@ def test_bundle_matches_checkpoint_and_manifest_describes_it(tmp_path, policy_ty
     state = m.feature(STATE)
     assert state.dtype == "float32" and state.shape == (6,) and state.names == tuple(u.joint_names)
     assert state.units == tuple(u.action_units)
-    assert m.feature(ENV_STATE).shape == (6,)
+    env_state = m.feature(ENV_STATE)
+    assert env_state.shape == (6,) and env_state.names == u.environment_state_names
+    assert env_state.units == ("m",) * 6
 
     src = m.source
     assert src.checkpoint == str(ckpt.resolve())

@@ -33,6 +33,9 @@ def test_state_observation_and_action_spaces(env_id):
     assert np.all(space.low < space.high) and np.isfinite(space.low).all() and np.isfinite(space.high).all()
     task = env.unwrapped
     assert len(task.action_names) == space.shape[0] == len(task.action_units)
+    n_env = obs["environment_state"].shape[0]
+    assert len(task.environment_state_names) == len(set(task.environment_state_names)) == n_env
+    assert len(task.environment_state_units) == n_env
     _, reward, terminated, truncated, info = env.step(space.sample())
     assert isinstance(info["is_success"], bool) and np.isfinite(reward)
     env.close()
