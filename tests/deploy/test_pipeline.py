@@ -1,0 +1,70 @@
+"""The quick-start pipeline end to end on a tiny budget: every stage's output exists and a rerun continues, not redoes."""
+
+import json
+
+import pytest
+
+from deploy.pipeline import PipelineConfig, run_pipeline
+
+
+def tiny(tmp_path, **overrides):
+    cfg = dict(demos=2, steps=20, batch_size=8, eval_episodes=2, n_envs=1, video_episodes=0, torch_threads=1,
+               output_dir=str(tmp_path / "qs"))
+    cfg.update(overrides)
+    return PipelineConfig(**cfg)
+
+
+def test_pipeline_runs_every_stage_and_a_rerun_reuses_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    lines = []
+    result = run_pipeline(tiny(tmp_path), log=lines.append)
+    out = tmp_path / "qs"
+    assert result.demos == 2 and result.episodes == 2
+    assert (out / "data" / "meta" / "info.json").is_file()
+    assert result.checkpoint.parent == out / "train" / "checkpoints" and result.checkpoint.name.endswith("20")
+    assert (out / "bundle" / "manifest.json").is_file() and (out / "bundle" / "policy.onnx").is_file()
+    assert json.loads((out / "eval" / "results.json").read_text())["episodes"] == 2
+    assert json.loads((out / "eval_bundle" / "results.json").read_text())["episodes"] == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["checkpoint_success"] == result.checkpoint_success
+    assert 0 <= result.same_outcomes <= 2
+
+    # A second run finds every stage done: same checkpoint, bundle untouched.
+    bundle_mtime = (out / "bundle" / "manifest.json").stat().st_mtime_ns
+    lines.clear()
+    again = run_pipeline(tiny(tmp_path), log=lines.append)
+    assert again.checkpoint == result.checkpoint
+    assert (out / "bundle" / "manifest.json").stat().st_mtime_ns == bundle_mtime
+    assert any("already exported" in line for line in lines)
+
+    # Another training config in the same output_dir is refused, naming what changed; nothing is overwritten.
+    with pytest.raises(ValueError, match=r"steps: 20 -> 30"):
+        run_pipeline(tiny(tmp_path, steps=30), log=lines.append)
+    assert [p.name for p in (out / "train" / "checkpoints").glob("step_*")] == [result.checkpoint.name]
+
+
+@pytest.mark.parametrize("field, value, message", [("demos", 0, "demos"), ("policy", {"chunk_size": 5}, "type")])
+def test_bad_config_is_refused_before_any_work(tmp_path, field, value, message):
+    with pytest.raises(ValueError, match=message):
+        run_pipeline(tiny(tmp_path, **{field: value}))
+    assert not (tmp_path / "qs").exists()
+
+
+def test_quickstart_yaml_mirrors_the_dataclass_and_refuses_typos():
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.config_store import ConfigStore
+    from hydra.errors import ConfigCompositionException
+    from omegaconf import OmegaConf
+
+    ConfigStore.instance().store(name="quickstart_schema", node=PipelineConfig)
+    configs = str(Path(__file__).resolve().parents[2] / "configs")
+    with initialize_config_dir(config_dir=configs, version_base="1.3"):
+        cfg = OmegaConf.to_object(compose("quickstart", overrides=["steps=7"]))
+        with pytest.raises(ConfigCompositionException):
+            compose("quickstart", overrides=["stepz=7"])
+    assert isinstance(cfg, PipelineConfig) and cfg.steps == 7
+    defaults = PipelineConfig()
+    assert (cfg.env_id, cfg.demos, cfg.policy, cfg.eval_episodes) == (
+        defaults.env_id, defaults.demos, defaults.policy, defaults.eval_episodes)
