@@ -2,8 +2,10 @@
 
 Claims (issue 6): with zero latency the bundle's success equals the checkpoint's on the same seeds (within noise);
 with 100 ms latency in async mode it keeps >= 90% of the zero-latency success. All three runs use the same episode
-seeds; the async run uses the runtime's latency-aware scheduling (n_action_steps shortened to chunk - delay).
+seeds; the async runs use the runtime's latency-aware scheduling (n_action_steps shortened to chunk - delay), or
+temporal ensembling with --ensemble-coeff.
     python benchmarks/bench_closed_loop_latency.py --checkpoint outputs/train/<run> [--episodes 50]
+        [--bundle <its bundle>] [--latency-ms 20 40 60 100] [--ensemble-coeff 0.01]
 """
 
 from __future__ import annotations
@@ -34,8 +36,11 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--n-envs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=100_000)
-    parser.add_argument("--latency-ms", type=float, default=100.0)
+    parser.add_argument("--latency-ms", type=float, nargs="+", default=[100.0],
+                        help="one or more injected latencies (a sweep: --latency-ms 20 40 60 100)")
     parser.add_argument("--jitter-ms", type=float, default=0.0)
+    parser.add_argument("--ensemble-coeff", type=float, default=None,
+                        help="also run each latency with temporal ensembling at this coefficient (ACT: 0.01)")
     args = parser.parse_args()
 
     import torch
@@ -72,24 +77,36 @@ def main() -> None:
         print(line("bundle, sync 0 ms", sync, time.perf_counter() - start,
                    f"same outcome as the checkpoint in {same}/{args.episodes} episodes"), flush=True)
 
-        run = BundleRunConfig(mode="async", latency_ms=args.latency_ms, jitter_ms=args.jitter_ms)
-        try:
-            steps = effective_n_action_steps(m, run)
-        except ValueError as err:
-            print(f"bundle, async {args.latency_ms:g} ms: not runnable: {err}")
-            return
-        start = time.perf_counter()
-        delayed = evaluate_bundle(cfg(bundle), tmp / "async", run)
-        stats = delayed.metadata["runner"]
-        print(line(f"bundle, async {args.latency_ms:g}+-{args.jitter_ms:g} ms", delayed, time.perf_counter() - start,
-                   f"n_action_steps {steps}, held ticks {stats['held_ticks']}, stale chunks "
-                   f"{stats['stale_chunks']}, delivery ticks p50 {stats['delivery_ticks']['p50']}"))
-        if sync.success_rate > 0:
-            kept = delayed.success_rate / sync.success_rate
-            print(f"async keeps {kept:.1%} of the zero-latency success -> target >= {KEEP_TARGET:.0%}: "
-                  f"{'MET' if kept >= KEEP_TARGET else 'NOT MET'}")
-        else:
-            print("zero-latency success is 0: the latency claim cannot be judged with this checkpoint")
+        runs = [BundleRunConfig(mode="async", latency_ms=ms, jitter_ms=args.jitter_ms) for ms in args.latency_ms]
+        if args.ensemble_coeff is not None:
+            runs += [BundleRunConfig(mode="async", latency_ms=ms, jitter_ms=args.jitter_ms,
+                                     temporal_ensemble_coeff=args.ensemble_coeff) for ms in args.latency_ms]
+        for k, run in enumerate(runs):
+            label = f"bundle, async {run.latency_ms:g}+-{run.jitter_ms:g} ms"
+            try:
+                steps = effective_n_action_steps(m, run)
+            except ValueError as err:
+                print(f"{label}: not runnable: {err}")
+                continue
+            coeff = run.temporal_ensemble_coeff
+            if coeff is None:
+                coeff = m.control.temporal_ensemble_coeff
+            if coeff is not None:
+                label, schedule = f"{label}, ensembled", f"temporal ensembling {coeff:g}"
+            else:
+                schedule = f"n_action_steps {steps or m.control.n_action_steps}"
+            start = time.perf_counter()
+            delayed = evaluate_bundle(cfg(bundle), tmp / f"async_{k}", run)
+            stats = delayed.metadata["runner"]
+            print(line(label, delayed, time.perf_counter() - start,
+                       f"{schedule}, held ticks {stats['held_ticks']}, stale chunks {stats['stale_chunks']}, "
+                       f"delivery ticks p50 {stats['delivery_ticks']['p50']}"))
+            if sync.success_rate > 0:
+                kept = delayed.success_rate / sync.success_rate
+                print(f"  keeps {kept:.1%} of the zero-latency success -> target >= {KEEP_TARGET:.0%}: "
+                      f"{'MET' if kept >= KEEP_TARGET else 'NOT MET'}", flush=True)
+            else:
+                print("  zero-latency success is 0: the latency claim cannot be judged with this checkpoint")
 
 
 if __name__ == "__main__":

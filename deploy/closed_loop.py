@@ -39,6 +39,9 @@ class BundleRunConfig:
     # so a chunk requested every n_action_steps ticks arrives before the previous one runs out.
     n_action_steps: Optional[int] = None
     blend_ticks: Optional[int] = None  # async seam crossfade; None: the runner's default (50 ms)
+    # None: the manifest's; a number: ACT temporal ensembling every tick with this coefficient (async: a chunk
+    # whenever the inference thread is free), instead of n_action_steps per chunk.
+    temporal_ensemble_coeff: Optional[float] = None
     max_velocity: Optional[list[float]] = None  # None: the manifest's rate limit (if any); action units / s
     intra_op_threads: int = 1
     seed: int = 0
@@ -56,6 +59,12 @@ class BundleRunConfig:
                              "(sync mode runs inference inside the tick, with no latency)")
         if self.n_action_steps is not None and self.n_action_steps < 1:
             raise ValueError(f"bundle.n_action_steps must be >= 1 or null, got {self.n_action_steps}")
+        coeff = self.temporal_ensemble_coeff
+        if coeff is not None and not math.isfinite(coeff):
+            raise ValueError(f"bundle.temporal_ensemble_coeff must be a finite number or null, got {coeff}")
+        if coeff is not None and self.n_action_steps not in (None, 1):
+            raise ValueError(f"bundle.temporal_ensemble_coeff={coeff:g} predicts every tick: leave "
+                             f"bundle.n_action_steps null (got {self.n_action_steps})")
         if self.intra_op_threads < 1:
             raise ValueError(f"bundle.intra_op_threads must be >= 1, got {self.intra_op_threads}")
 
@@ -72,7 +81,8 @@ def effective_n_action_steps(manifest, run: BundleRunConfig) -> int | None:
     The runner keeps one inference in flight, so a new chunk is requested every max(n_action_steps, delay) ticks;
     a chunk shorter than twice the delay therefore still runs out now and then (held ticks in the statistics).
     """
-    if run.n_action_steps is not None or run.mode != "async" or manifest.control.temporal_ensemble_coeff is not None:
+    ensembling = run.temporal_ensemble_coeff is not None or manifest.control.temporal_ensemble_coeff is not None
+    if run.n_action_steps is not None or run.mode != "async" or ensembling:
         return run.n_action_steps
     c = manifest.control
     usable = c.chunk_size - c.chunk_offset
@@ -109,6 +119,8 @@ class BundleVectorPolicy:
                                       n_action_steps=self.n_action_steps, blend_ticks=self.run.blend_ticks)
         if self.run.max_velocity is not None:
             kwargs["max_velocity"] = list(self.run.max_velocity)
+        if self.run.temporal_ensemble_coeff is not None:
+            kwargs["temporal_ensemble_coeff"] = float(self.run.temporal_ensemble_coeff)
         self.runners = [ChunkRunner(bundle_dir, **kwargs) for _ in range(n_envs)]
         self.manifest = self.runners[0].manifest
         self.keys = [f.key for f in self.manifest.observation]

@@ -45,8 +45,12 @@ class ChunkRunner:
     Modes
       * "sync": inference runs inside tick(); the chunk is used in the tick that requested it.
       * "async": inference runs in a background thread; until a chunk arrives the current one keeps executing.
-        A chunk computed from tick s that arrives at tick t starts at its action t - s (the actions whose time
-        has passed are skipped) and is crossfaded with the previous chunk over `blend_ticks` ticks.
+        A chunk computed from tick s that arrives at tick t while the previous one executes starts at its action
+        t - s (the actions whose time passed during inference are skipped) and is crossfaded with the previous
+        chunk's remaining planned actions over `blend_ticks` ticks. Ticks the robot spent holding still with no
+        plan are not skipped: the first chunk of an episode starts at its action 0 (the robot still holds the pose
+        it was observed in), and a chunk that lands after the previous one ran out at tick r starts at its action
+        r - s. The next request is due n_action_steps ticks after the chunk's (shifted) start.
         With `latency=SimulatedLatency(...)` the same happens deterministically: inference runs inline and its
         chunk is delivered ceil(latency * hz) ticks later (for closed-loop evaluation in simulation).
     Safety (tick() never raises)
@@ -209,6 +213,9 @@ class ChunkRunner:
         self._retry = False  # request again at the next good observation (after an error or a stale chunk)
         self._starved = False  # a chunk ran out while the next one was in flight
         self._received_any = False
+        # The tick since which the robot has had no planned action (it holds still): the episode start, or the tick
+        # a chunk ran out; None while a plan is executing. Latency compensation does not count these ticks.
+        self._idle_since: int | None = 0
         if self._ensembler is not None:
             self._ensembler.reset()
 
@@ -227,10 +234,11 @@ class ChunkRunner:
         if arrays is not None and self._should_request(t):
             self._submit(t)
             self._collect(t)
+        target = self._planned(t)
+        if target is None and self._received_any and self._idle_since is None:
+            self._idle_since = t  # the plan ran out: the robot holds still from this tick on
         if arrays is None:
             return self._hold(fault=True)
-
-        target = self._planned(t)
         if target is None:
             if not self._received_any:
                 self.statistics.startup_ticks += 1
@@ -300,6 +308,7 @@ class ChunkRunner:
             self._retry = True
             return
         age = t - result.origin_tick
+        # Also for an episode's first chunk, which skips nothing: an observation older than the whole plan is stale.
         if age >= self._chunk_len:
             stats.stale_chunks += 1
             stats.fault(t, Fault.STALE_CHUNK, f"chunk from tick {result.origin_tick} arrived at tick {t}, after all "
@@ -307,19 +316,36 @@ class ChunkRunner:
             self._retry = True
             return
         actions = result.chunk[self._offset:]
+        skip = self._skipped_actions(t, result.origin_tick)
+        origin = t - skip  # the tick the chunk's first action belongs to, once the skipped ones are dropped
+        self._idle_since = None
+        self._last_request = origin  # the next chunk is due n_action_steps ticks into this one
         stats.chunks_received += 1
-        stats.skipped_actions += age
+        stats.skipped_actions += skip
         stats.delivery_ticks.append(age)
         if self._starved:
             stats.late_chunks += 1
             self._starved = False
         self._received_any = True
         if self._ensembler is not None:
-            self._ensembler.add(t, actions[age:])
+            self._ensembler.add(t, actions[skip:])
             return
         if self.blend_ticks > 0 and self._active is not None:
             self._previous, self._blend_start = self._active, t
-        self._active = (result.origin_tick, actions)
+        self._active = (origin, actions)
+
+    def _skipped_actions(self, t: int, observed: int) -> int:
+        """How many leading actions of a chunk computed from tick `observed`'s observation are past when it lands at t.
+
+        Latency compensation skips the actions whose time passed while the robot kept executing its previous plan.
+        Ticks it spent holding still with no plan are not among them: the pose the chunk must continue from is the
+        one the robot stopped in. So the first chunk of an episode starts at its action 0 (the robot held the very
+        pose it was observed in), and a chunk landing after the previous one ran out at tick r starts at its action
+        r - observed, the tick the robot stopped.
+        """
+        if self._idle_since is None:
+            return t - observed
+        return max(0, min(self._idle_since, t) - observed)
 
     def _planned(self, t: int) -> np.ndarray | None:
         if self._ensembler is not None:

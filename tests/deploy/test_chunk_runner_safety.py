@@ -96,14 +96,15 @@ def test_per_tick_change_is_limited_by_max_velocity(tmp_path):
 
 
 def test_first_action_is_rate_limited_from_the_observed_position(tmp_path):
-    bundle = ramp_bundle(tmp_path / "b", chunk_size=5, n_action_steps=5, max_velocity=(50.0, 50.0),
+    bundle = ramp_bundle(tmp_path / "b", chunk_size=5, n_action_steps=5, max_velocity=(25.0, 25.0),
                          initial_from=True)
     with ChunkRunner(bundle, mode="async", latency=SimulatedLatency(2 / 50.0)) as runner:
         state = np.array([1.0, -1.0], np.float32)
-        actions = np.array([runner.tick({STATE_KEY: state + 0}) for _ in range(5)])
-    # Startup (2 ticks) holds the observed position (1, -1); the chunk (1 + i, -1 + i) lands at tick 2, 2 ticks
-    # old, so its targets are (3, 1), (4, 2), (5, 3), approached at 1 rad per tick from (1, -1).
-    np.testing.assert_array_equal(actions, [[1, -1], [1, -1], [2, 0], [3, 1], [4, 2]])
+        actions = np.array([runner.tick({STATE_KEY: state + 0}) for _ in range(6)])
+    # Startup (2 ticks) holds the observed position (1, -1); the chunk (1 + i, -1 + i) lands at tick 2 and starts
+    # at its action 0 (the robot waited for it), so its targets (1, -1), (2, 0), (3, 1), (4, 2) move 1 rad per
+    # tick and are approached at 0.5 rad per tick from (1, -1).
+    np.testing.assert_array_equal(actions, [[1, -1], [1, -1], [1, -1], [1.5, -0.5], [2, 0], [2.5, 0.5]])
     assert runner.statistics.startup_ticks == 2 and runner.statistics.held_ticks == 0
 
 

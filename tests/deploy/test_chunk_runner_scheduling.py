@@ -94,7 +94,9 @@ def test_temporal_ensembling_with_simulated_latency_and_jitter(tmp_path):
         arrival = origin + latency.delay_ticks(rng, hz)
         chunks.append((origin, arrival, ramp_chunk(origin, state_of, chunk)))
         origin = arrival
+    # The robot held still until the first chunk landed: that chunk's plan starts on arrival, at its action 0.
     first = chunks[0][1]
+    chunks[0] = (first, first, chunks[0][2])
     assert len({a - o for o, a, _ in chunks}) > 1, "the jitter should vary the delay"
     np.testing.assert_array_equal(actions[:first], 0.0)  # startup: midpoint of the symmetric limits
     for t in range(first, 30):
