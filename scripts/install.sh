@@ -27,3 +27,6 @@ else
   $python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
 fi
 $python -m pip install -q -e ".$extras"
+# Hydra's Optuna sweeper: its newest release (1.3.0) still pins optuna<3 (whose SQLite storage fails with SQLAlchemy 2)
+# but works with the current optuna installed above, so it goes in without its pinned dependencies.
+$python -m pip install -q --no-deps "hydra-optuna-sweeper==1.3.0"

@@ -1,4 +1,8 @@
-"""Train an imitation policy: python scripts/train.py env=transfer_cube policy=act dataset.root=<dir> (configs/train.yaml)."""
+"""Train an imitation policy: python scripts/train.py env=transfer_cube policy=act dataset.root=<dir> (configs/train.yaml).
+
+Data-parallel: torchrun --nproc_per_node=N scripts/train.py ... ; sweeps: python scripts/train.py -m ... (Hydra
+multirun: basic, submitit and Optuna configs under configs/hydra/ and configs/sweep/).
+"""
 
 from __future__ import annotations
 
@@ -13,15 +17,16 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
+from training.distributed import launched_rank, worker_hydra_overrides
 from training.imitation.checks import ImitationSetupError
 from training.imitation.config import finalize, register_configs
-from training.imitation.trainer import run
+from training.imitation.trainer import run, sweep_objective
 
 register_configs()
 
 
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
-def main(cfg) -> None:
+def main(cfg) -> float | None:
     hydra_cfg = HydraConfig.get()
     try:
         cfg = finalize(OmegaConf.to_object(cfg))
@@ -34,11 +39,16 @@ def main(cfg) -> None:
         # A user error found before training: one message, no traceback.
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    if launched_rank() > 0:  # under torchrun, rank 0 reports
+        return None
     budget = " (time budget reached)" if result.stopped_by_time_budget else ""
     print(f"trained to step {result.step}{budget} in {result.train_seconds:.0f} s; checkpoint: {result.checkpoint}")
     if result.final_eval is not None:
         print(result.final_eval.summary())
+    # Hydra sweepers (Optuna) optimize what the task function returns.
+    return sweep_objective(result, cfg.objective) if cfg.objective else None
 
 
 if __name__ == "__main__":
+    sys.argv += worker_hydra_overrides()  # torchrun ranks > 0 leave Hydra's run dir and logs to rank 0
     main()

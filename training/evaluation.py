@@ -38,7 +38,10 @@ import dataclasses
 import importlib
 import json
 import math
+import multiprocessing
+import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -157,8 +160,32 @@ def write_results(result: EvaluationResult, path: str | Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- environments
-def make_eval_envs(env: EnvConfig | Mapping[str, Any], n_envs: int, async_envs: bool = False) -> gym.vector.VectorEnv:
+# Async sub-envs start in processes forked from a fresh server process, not from this one: a child forked from a
+# process that has rendered inherits its EGL state, and MuJoCo rendering in that child hangs.
+ASYNC_START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def use_async_envs(async_envs: bool | None, n_envs: int) -> bool:
+    """Whether sub-envs run in worker processes: as asked, and for None ("auto") when the machine has a second core.
+    One sub-env never does (a worker process would only add a round trip)."""
+    if n_envs < 2:
+        return False
+    if async_envs is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cores = os.cpu_count() or 1
+        return cores > 1
+    return bool(async_envs)
+
+
+def make_eval_envs(env: EnvConfig | Mapping[str, Any], n_envs: int, async_envs: bool | None = False
+                   ) -> gym.vector.VectorEnv:
     """A vector env for `evaluate`: autoreset disabled (evaluate resets each sub-env with its episode's seed).
+
+    async_envs: sub-envs in worker processes (gymnasium AsyncVectorEnv; None: when there is more than one core),
+    falling back to in-process sub-envs with a warning when worker processes cannot be started. The results are the
+    same either way: evaluate seeds every episode itself.
 
     Sub-envs are always built with render_mode="rgb_array" (rendering itself only happens for recorded episodes):
     under domain randomization the env draws visual parameters only when it can render, so building every eval env
@@ -168,8 +195,12 @@ def make_eval_envs(env: EnvConfig | Mapping[str, Any], n_envs: int, async_envs: 
         raise ValueError(f"n_envs must be >= 1, got {n_envs}")
     config = EnvConfig.from_any(env)
     fns = [partial(make_env, config, render_mode="rgb_array") for _ in range(n_envs)]
-    if async_envs and n_envs > 1:
-        return gym.vector.AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED)
+    if use_async_envs(async_envs, n_envs):
+        try:
+            return gym.vector.AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED, context=ASYNC_START_METHOD)
+        except Exception as err:  # noqa: BLE001 - any failure to start workers: in-process envs still work
+            warnings.warn(f"could not start {n_envs} evaluation worker processes ({type(err).__name__}: {err}); "
+                          "evaluating with in-process sub-envs instead", RuntimeWarning, stacklevel=2)
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED)
 
 
@@ -378,7 +409,8 @@ class EvaluateConfig:
     # Episode i runs on seed + i; away from the small seeds that expert demonstrations are usually recorded on.
     seed: int = 100_000
     n_envs: int = 4
-    async_envs: bool = False
+    # Sub-envs in worker processes (AsyncVectorEnv); null: when the machine has more than one core. Same results.
+    async_envs: Optional[bool] = False
     video_episodes: int = 2
     # None: the Hydra run directory.
     output_dir: Optional[str] = None

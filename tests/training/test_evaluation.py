@@ -149,3 +149,44 @@ def test_evaluate_config_rejects_bad_values():
         EvaluateConfig(checkpoint="x", episodes=0)
     with pytest.raises(ValueError, match="video_episodes must be >= 0"):
         EvaluateConfig(checkpoint="x", video_episodes=-1)
+
+
+# ---------------------------------------------------------------------------------------------- parallel evaluation
+def test_async_evaluation_in_worker_processes_equals_the_synchronous_one(tmp_path):
+    runs = {}
+    # Synchronous first: this process has rendered before the workers start (forked workers would hang in EGL).
+    for async_envs in (False, True):
+        envs = make_eval_envs(REACH, 2, async_envs)
+        assert type(envs) is (gym.vector.AsyncVectorEnv if async_envs else gym.vector.SyncVectorEnv)
+        runs[async_envs] = evaluate(envs, experts(2), episodes=5, seed=21, video_episodes=1,
+                                    video_dir=tmp_path / str(async_envs))
+        envs.close()
+    sync, parallel = runs[False], runs[True]
+    assert [r.to_dict() for r in parallel.records] == [r.to_dict() for r in sync.records]
+    assert [r.seed for r in parallel.records] == [21, 22, 23, 24, 25]
+    frames = []
+    for result in (sync, parallel):
+        (video,) = result.videos
+        with av.open(video) as container:
+            frames.append([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    assert len(frames[0]) == len(frames[1]) == 41
+    assert all(np.array_equal(a, b) for a, b in zip(*frames))  # the same episode, rendered in a worker
+
+
+def test_async_auto_follows_the_cores_and_falls_back_to_in_process_envs(monkeypatch):
+    monkeypatch.setattr(evaluation.os, "sched_getaffinity", lambda pid: {0})
+    assert not evaluation.use_async_envs(None, 4)  # one core: nothing to run in parallel
+    monkeypatch.setattr(evaluation.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert evaluation.use_async_envs(None, 4) and not evaluation.use_async_envs(None, 1)
+    assert not evaluation.use_async_envs(False, 4) and evaluation.use_async_envs(True, 2)
+
+    def cannot_start(*args, **kwargs):
+        raise OSError("no more processes")
+
+    monkeypatch.setattr(evaluation.gym.vector, "AsyncVectorEnv", cannot_start)
+    with pytest.warns(RuntimeWarning, match="could not start 2 evaluation worker processes .*no more processes"):
+        envs = make_eval_envs(REACH, 2, None)
+    assert isinstance(envs, gym.vector.SyncVectorEnv)
+    result = evaluate(envs, experts(2), episodes=2, seed=0)
+    envs.close()
+    assert result.success_rate == 1.0

@@ -19,7 +19,11 @@ from policies.factory import policy_config_classes
 from training.logging import LoggerConfig
 
 SCHEDULERS = ("cosine", "constant")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+AMP_DTYPES = ("auto", "bf16", "fp16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# Metrics a run can return to a Hydra sweeper (the last logged value of the run), by where they come from.
+OBJECTIVE_PREFIXES = ("train/", "val/", "eval/")
 
 
 @dataclass
@@ -71,7 +75,9 @@ class TrainEvalConfig:
     every_steps: int = 0  # 0: only the final evaluation
     episodes: int = 20
     n_envs: int = 4
-    async_envs: bool = False
+    # Sub-envs in worker processes (gymnasium AsyncVectorEnv); null: when the machine has more than one core.
+    # Results are identical either way (episode i always runs on seed + i).
+    async_envs: Optional[bool] = False
     seed: int = 100_000
     video_episodes: int = 2
     final_episodes: int = 50  # 0: no final evaluation
@@ -110,8 +116,13 @@ class ImitationTrainConfig:
     # evaluation time is not counted. None: no limit.
     max_train_seconds: Optional[float] = None
     seed: int = 0
-    device: str = "auto"  # auto: cuda when available
-    amp: bool = True  # mixed precision (bfloat16 autocast, float16 + grad scaling where bf16 is missing) on CUDA
+    device: str = "auto"  # auto: cuda, else mps, else cpu; under torchrun each process uses cuda:<LOCAL_RANK>
+    amp: bool = True  # mixed precision: autocast in amp_dtype (float16 with loss scaling)
+    # auto: bfloat16 on CUDA (float16 where bf16 is missing), float32 on CPU/MPS; bf16 | fp16: that dtype on any device.
+    amp_dtype: str = "auto"
+    # torch.compile the policy's training loss (first steps are slow while it compiles); compile_mode: torch's mode.
+    compile: bool = False
+    compile_mode: str = "default"
     # None: one thread per idle core (see training.imitation.hardware.choose_threads).
     torch_threads: Optional[int] = None
     log_every: int = 100
@@ -122,6 +133,9 @@ class ImitationTrainConfig:
     run_dir: Optional[str] = None  # None: Hydra's run directory
     resume: Optional[str] = None  # a run directory to continue from its latest checkpoint, with its saved config
     init_from: Optional[str] = None  # start from the weights of an imitation checkpoint of the same policy type
+    # The metric scripts/train.py returns to a Hydra sweeper (e.g. Optuna): the last logged value of e.g.
+    # "eval/success_rate", "val/loss" or "train/loss". None: nothing is returned.
+    objective: Optional[str] = None
 
     def validate(self) -> None:
         self.policy.validate()
@@ -140,6 +154,24 @@ class ImitationTrainConfig:
             raise ValueError(f"device must be one of {DEVICES} or 'cuda:<index>', got {self.device!r}")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ValueError(f"torch_threads must be >= 1 or null, got {self.torch_threads}")
+        if self.amp_dtype not in AMP_DTYPES:
+            raise ValueError(f"amp_dtype must be one of {AMP_DTYPES}, got {self.amp_dtype!r}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
+        self._validate_objective()
+
+    def _validate_objective(self) -> None:
+        """A sweep must not learn only after its first trial that the metric it optimizes is never logged."""
+        name = self.objective
+        if name is None:
+            return
+        if not name.startswith(OBJECTIVE_PREFIXES):
+            raise ValueError(f"objective must name a logged metric starting with {OBJECTIVE_PREFIXES} (e.g. "
+                             f"eval/success_rate, val/loss, train/loss), got {name!r}")
+        if name.startswith("eval/") and self.eval.final_episodes == 0:
+            raise ValueError(f"objective={name} needs the final evaluation: set eval.final_episodes >= 1")
+        if name.startswith("val/") and self.dataset.val_episodes == 0:
+            raise ValueError(f"objective={name} needs held-out episodes: set dataset.val_episodes >= 1")
 
 
 def register_configs() -> None:

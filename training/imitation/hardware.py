@@ -8,13 +8,26 @@ import os
 import torch
 
 
-def choose_device(name: str) -> torch.device:
-    """"auto": the first CUDA device when there is one, else the CPU; explicit names are checked."""
+def choose_device(name: str, local_rank: int | None = None) -> torch.device:
+    """"auto": CUDA when there is a GPU, else Apple's MPS, else the CPU; explicit names are checked.
+
+    With a local_rank (torchrun), every process takes the GPU of its local rank, whatever index was configured.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={name!r} but CUDA is not available on this machine (use device=auto or cpu)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={name!r} but MPS (Apple GPU) is not available on this machine "
+                         "(use device=auto or cpu)")
+    if device.type == "cuda" and local_rank is not None:
+        return torch.device("cuda", local_rank)
     return device
 
 
@@ -42,17 +55,35 @@ def choose_threads(requested: int | None) -> int:
     return max(1, min(cores, int(cores - busy + 0.5)))
 
 
-def autocast(device: torch.device, enabled: bool):
-    """bfloat16 autocast on CUDA when enabled (float16 on GPUs without bf16); a no-op on the CPU."""
-    if not enabled or device.type != "cuda":
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def amp_dtype(device: torch.device, enabled: bool, name: str = "auto") -> torch.dtype | None:
+    """The autocast dtype of a run, or None for float32.
+
+    "auto": bfloat16 on CUDA (float16 on GPUs without bf16) and float32 elsewhere, since CPU autocast is slower than
+    float32 for these small networks; "bf16" / "fp16" ask for that dtype on any device (CPU and MPS included).
+    """
+    if not enabled:
+        return None
+    if name == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if name not in AMP_DTYPES:
+        raise ValueError(f"amp_dtype must be one of {['auto', *AMP_DTYPES]}, got {name!r}")
+    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError("amp_dtype=bf16 but this GPU has no bfloat16 support; use amp_dtype=fp16 or auto")
+    return AMP_DTYPES[name]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Mixed-precision context for the forward pass; a no-op for float32 (dtype None)."""
+    if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=amp_dtype(device))
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def amp_dtype(device: torch.device) -> torch.dtype:
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def needs_grad_scaler(device: torch.device, enabled: bool) -> bool:
-    """float16 autocast needs loss scaling; bfloat16 has float32's range and does not."""
-    return enabled and device.type == "cuda" and amp_dtype(device) is torch.float16
+def grad_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.amp.GradScaler | None:
+    """float16 autocast needs loss scaling (its range is small); bfloat16 has float32's range and does not."""
+    return torch.amp.GradScaler(device.type) if dtype is torch.float16 else None

@@ -49,15 +49,42 @@ class ResumableBatchSampler(Sampler):
             epoch, index = epoch + 1, 0
 
 
+class RankShard(Sampler):
+    """This rank's contiguous share of every global batch of a ResumableBatchSampler (data-parallel training).
+
+    Not torch's DistributedSampler: that one shards whole epochs per rank, so the ranks together would not see the
+    batches a single process sees. Splitting each global batch instead makes N processes with a global batch of B
+    compute the same gradient (DDP averages the per-rank means) as one process with batch B, and resuming at batch k
+    stays exact for every rank.
+    """
+
+    def __init__(self, batches: ResumableBatchSampler, rank: int, world_size: int):
+        if batches.batch_size % world_size:
+            raise ValueError(f"batch_size={batches.batch_size} (the global batch) must be divisible by the "
+                             f"{world_size} training processes")
+        self.batches = batches
+        self.per_rank = batches.batch_size // world_size
+        self.offset = rank * self.per_rank
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for ids in self.batches:
+            yield ids[self.offset : self.offset + self.per_rank]
+
+
 def make_training_loader(dataset: WindowDataset, batch_size: int, seed: int, start_batch: int,
-                         num_workers: int = 0, pin_memory: bool = False) -> DataLoader:
-    """Endless DataLoader of whole batches (fetched through WindowDataset's vectorized dataset[ids] path)."""
+                         num_workers: int = 0, pin_memory: bool = False, rank: int = 0,
+                         world_size: int = 1) -> tuple[DataLoader, ResumableBatchSampler]:
+    """Endless DataLoader of whole batches (fetched through WindowDataset's vectorized dataset[ids] path), and the
+    sampler that tells the run's data position. With world_size > 1, batch_size is the global batch and this rank
+    loads its share of it."""
     sampler = ResumableBatchSampler(len(dataset), batch_size, seed, start_batch)
     # An explicit generator: otherwise creating the iterator draws its worker base seed from torch's global RNG,
     # which would shift the training RNG stream of a resumed run against an uninterrupted one.
     generator = torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), 0xDA7A]).generate_state(1)[0]))
-    return DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=num_workers, collate_fn=collate_windows,
-                      pin_memory=pin_memory, generator=generator, persistent_workers=False)
+    batches = sampler if world_size == 1 else RankShard(sampler, rank, world_size)
+    loader = DataLoader(dataset, batch_size=None, sampler=batches, num_workers=num_workers, collate_fn=collate_windows,
+                        pin_memory=pin_memory, generator=generator, persistent_workers=False)
+    return loader, sampler
 
 
 def validation_batches(dataset: WindowDataset, batch_size: int, max_batches: int) -> list[list[int]]:

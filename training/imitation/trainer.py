@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -16,9 +17,11 @@ from omegaconf import OmegaConf
 
 from policies.factory import make_policy
 from policies.interface import Policy
+from training import distributed
 from training.checkpoints import latest_checkpoint, write_text_atomic
 from training.datasets import DatasetMeta, WindowDataset
 from training.datasets.format import STATS_PATH
+from training.distributed import DistributedContext
 from training.evaluation import EvaluationResult, evaluate, make_eval_envs, write_results
 from training.imitation import hardware
 from training.imitation.checkpoint import (
@@ -36,14 +39,15 @@ from training.imitation.checks import (
 )
 from training.imitation.config import ImitationTrainConfig, config_from_dict, to_dict
 from training.imitation.runner import BatchedPolicyRunner
-from training.imitation.sampler import ResumableBatchSampler, make_training_loader, validation_batches
+from training.imitation.sampler import make_training_loader, validation_batches
 from training.imitation.state import capture_rng, restore_rng, scheduler_state, seed_everything, split_optimizer_state
 from training.logging import ExperimentLogger
 
 METRICS_FILE = "metrics.jsonl"
 # Overrides that may accompany resume=<run dir>: they change how the run executes, not what it computes.
-RESUME_OVERRIDABLE = ("resume", "device", "amp", "torch_threads", "progress_bar", "max_train_seconds", "log_every",
-                      "dataset.root", "dataset.num_workers", "logger.mode", "eval.async_envs")
+RESUME_OVERRIDABLE = ("resume", "device", "amp", "amp_dtype", "compile", "compile_mode", "torch_threads",
+                      "progress_bar", "max_train_seconds", "log_every", "dataset.root", "dataset.num_workers",
+                      "logger.mode", "eval.async_envs", "objective")
 
 
 @dataclass
@@ -67,7 +71,8 @@ def run(cfg: ImitationTrainConfig, default_run_dir: str | Path, overrides: Seque
         except (FileNotFoundError, ValueError) as err:
             raise ImitationSetupError(str(err)) from err
         resumed_cfg = resumed_config(resumed, cfg, overrides)
-        print(f"resuming {cfg.resume} at step {resumed.step} with the run's saved config")
+        if distributed.launched_rank() == 0:
+            print(f"resuming {cfg.resume} at step {resumed.step} with the run's saved config")
         return train(resumed_cfg, Path(cfg.resume), resume=resumed)
     return train(cfg, Path(cfg.run_dir or default_run_dir))
 
@@ -167,14 +172,88 @@ def _rng_devices(device: torch.device) -> list[int]:
     return [device.index or 0] if device.type == "cuda" else []
 
 
+class _LossModule(torch.nn.Module):
+    """policy.compute_loss as a module's forward: DistributedDataParallel synchronizes gradients only for work done
+    inside its wrapped module's forward, and torch.compile compiles a module as a whole."""
+
+    def __init__(self, policy: Policy):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, batch: dict[str, torch.Tensor]):
+        return self.policy.compute_loss(batch)
+
+
+def _loss_function(policy: Policy, cfg: ImitationTrainConfig, ctx: DistributedContext, device: torch.device):
+    """What a training step calls for (loss, logs): the policy itself in a plain single-process run (so that run is
+    exactly what it always was), else the policy wrapped in DDP and/or torch.compile."""
+    if not ctx.enabled and not cfg.compile:
+        return policy.compute_loss
+    module: torch.nn.Module = _LossModule(policy)
+    if ctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Some policies leave parameters out of the loss (ACT's single decoder layer attends over a constant query);
+        # DDP must then look for them each step, or it waits for their gradients forever.
+        module = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
+                                         find_unused_parameters=True)
+    if cfg.compile:
+        module = torch.compile(module, mode=None if cfg.compile_mode == "default" else cfg.compile_mode)
+    return module
+
+
+def _restore_rng_of_rank(resume: ImitationCheckpoint, ctx: DistributedContext, seed: int) -> None:
+    """Each rank continues its own random streams; a run resumed on another number of processes cannot, so ranks
+    beyond the first are reseeded (data order, weights and optimizer still continue exactly)."""
+    tensors, state = resume.tensors(), resume.state
+    if ctx.rank == 0:
+        restore_rng(tensors, state["rng"])
+        return
+    if state.get("world_size", 1) == ctx.world_size:
+        prefix = f"rank{ctx.rank}."
+        restore_rng({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
+                    state["rank_rng"][str(ctx.rank)])
+    else:
+        seed_everything(ctx.rank_seed(seed, resume.step))
+
+
+def sweep_objective(result: TrainResult, metric: str) -> float:
+    """The last logged value of `metric` in a run (what scripts/train.py returns to a Hydra sweeper)."""
+    values = [row[metric] for row in result.history if metric in row]
+    if not values:
+        logged = sorted({k for row in result.history for k in row if k != "step"})
+        raise ValueError(f"objective={metric!r} was never logged by this run; it logged {logged}")
+    return float(values[-1])
+
+
 # ------------------------------------------------------------------------------------------------ the loop
 def train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint | None = None,
           should_stop: Callable[[int], bool] | None = None) -> TrainResult:
-    """Train to cfg.steps (or the time budget); `should_stop(step)` may end the segment early after a checkpoint."""
+    """Train to cfg.steps (or the time budget); `should_stop(step)` may end the segment early after a checkpoint.
+
+    Started by torchrun (or a submitit job with several tasks), the processes train one model data-parallel:
+    cfg.batch_size is the global batch, rank 0 alone logs, evaluates and writes checkpoints.
+    """
     cfg.validate()
     device = hardware.choose_device(cfg.device)
+    ctx = distributed.setup(device.type)
+    try:
+        return _train(cfg, Path(run_dir), resume, should_stop, ctx,
+                      hardware.choose_device(cfg.device, local_rank=ctx.local_rank if ctx.enabled else None))
+    finally:
+        ctx.close()
+
+
+def _train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint | None,
+           should_stop: Callable[[int], bool] | None, ctx: DistributedContext, device: torch.device) -> TrainResult:
+    main = ctx.is_main
     if device.type == "cpu":
-        torch.set_num_threads(hardware.choose_threads(cfg.torch_threads))
+        # The idle cores are shared by the processes of a CPU data-parallel run.
+        threads = cfg.torch_threads
+        if threads is None:
+            threads = max(1, hardware.choose_threads(None) // ctx.world_size)
+        torch.set_num_threads(threads)
+    amp_dtype = hardware.amp_dtype(device, cfg.amp, cfg.amp_dtype)
 
     # Everything that can be wrong with the inputs is checked here, before the first step.
     meta = open_dataset(cfg.dataset.root)
@@ -185,7 +264,7 @@ def train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint 
                                   f"(recorded {resume.state.get('dataset')}, found {fingerprint})")
     env_features, control_hz = probe_env(cfg.env)
     check_dataset_fits_env(meta, cfg.env, control_hz)
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed)  # the same on every rank: every process builds the same initial weights
     policy = build_policy(cfg, meta)
     check_env_fits_policy(policy, cfg.env, env_features)
     if cfg.init_from and resume is None:
@@ -197,10 +276,13 @@ def train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint 
     if cfg.batch_size > len(train_ds):
         raise ImitationSetupError(f"batch_size={cfg.batch_size} exceeds the {len(train_ds)} training samples of "
                                   f"dataset {meta.root}")
+    if cfg.batch_size % ctx.world_size:
+        raise ImitationSetupError(f"batch_size={cfg.batch_size} is the global batch and must be divisible by the "
+                                  f"{ctx.world_size} training processes")
     policy.to(device)
     optimizer = torch.optim.AdamW(policy.optim_param_groups(), betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
     scheduler = make_scheduler(optimizer, cfg)
-    scaler = torch.amp.GradScaler("cuda") if hardware.needs_grad_scaler(device, cfg.amp) else None
+    scaler = hardware.grad_scaler(device, amp_dtype)
 
     start_step, seconds_before, wandb_id = 0, 0.0, None
     if resume is not None:
@@ -215,25 +297,36 @@ def train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint 
     if start_step >= cfg.steps:
         raise ImitationSetupError(f"nothing to do: the run is at step {start_step} >= steps={cfg.steps}")
 
-    run_dir = Path(run_dir)
+    # Each rank resolved its own default run dir (Hydra's time stamp); rank 0's is the run's.
+    run_dir = Path(ctx.broadcast_object(str(run_dir)))
     if resume is None and latest_checkpoint(run_dir) is not None:
         raise ImitationSetupError(f"{run_dir} already holds a run with checkpoints; continue it with resume={run_dir} "
                                   "or choose another run_dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     config_dict = to_dict(cfg)
-    write_text_atomic(run_dir / "config.json", json.dumps(config_dict, indent=2))
-    loader = make_training_loader(train_ds, cfg.batch_size, cfg.seed, start_batch=start_step,
-                                  num_workers=cfg.dataset.num_workers, pin_memory=device.type == "cuda")
-    sampler: ResumableBatchSampler = loader.sampler
-    logger = ExperimentLogger(cfg.logger, run_dir, config_dict, run_id=wandb_id)
+    if main:
+        write_text_atomic(run_dir / "config.json", json.dumps(config_dict, indent=2))
+    loader, sampler = make_training_loader(train_ds, cfg.batch_size, cfg.seed, start_batch=start_step,
+                                           num_workers=cfg.dataset.num_workers, pin_memory=device.type == "cuda",
+                                           rank=ctx.rank, world_size=ctx.world_size)
+    loss_function = _loss_function(policy, cfg, ctx, device)
+    logger = ExperimentLogger(cfg.logger, run_dir, config_dict, run_id=wandb_id) if main else None
     eval_envs = None
     val_ids = validation_batches(val_ds, cfg.batch_size, cfg.val_batches) if val_ds is not None else []
     history: list[dict[str, float]] = []
+    # Last, so that nothing done while setting up shifts the random streams against the uninterrupted run.
     if resume is not None:
-        # Last, so that nothing done while setting up shifts the random streams against the uninterrupted run.
-        restore_rng(resume.tensors(), resume.state["rng"])
+        _restore_rng_of_rank(resume, ctx, cfg.seed)
+        saved_world = resume.state.get("world_size", 1)
+        if main and saved_world != ctx.world_size:
+            print(f"the run was saved by {saved_world} process(es) and continues on {ctx.world_size}: data order, "
+                  "weights and optimizer continue exactly, the random streams of ranks > 0 are reseeded")
+    elif ctx.rank > 0:
+        seed_everything(ctx.rank_seed(cfg.seed))  # dropout masks and noise differ between the ranks' samples
 
     def log(row: dict[str, float], step: int) -> None:
+        if not main:
+            return
         row = {"step": step, **row}
         history.append(row)
         logger.log(row, step=step)
@@ -241,16 +334,27 @@ def train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint 
             f.write(json.dumps(row) + "\n")
 
     def checkpoint(step: int, train_seconds: float) -> Path:
-        opt_tensors, opt_plain = split_optimizer_state(optimizer.state_dict())
+        """Collective: every rank hands in its RNG state, rank 0 writes, and nobody goes on before it is complete."""
         rng_tensors, rng_plain = capture_rng()
-        epoch, batch_in_epoch = sampler.position(step)
-        state = {
-            "batches_consumed": step, "data_position": {"epoch": epoch, "batch": batch_in_epoch},
-            "train_seconds": train_seconds, "seed": cfg.seed, "optimizer": opt_plain,
-            "scheduler": scheduler_state(scheduler), "grad_scaler": scaler.state_dict() if scaler else None,
-            "rng": rng_plain, "dataset": fingerprint, "wandb_run_id": logger.run_id,
-        }
-        return save_imitation_checkpoint(run_dir, cfg, policy, step, state, {**opt_tensors, **rng_tensors}, stats_text)
+        gathered = ctx.all_gather_object((rng_tensors, rng_plain)) if ctx.enabled else []
+        path = None
+        if main:
+            opt_tensors, opt_plain = split_optimizer_state(optimizer.state_dict())
+            epoch, batch_in_epoch = sampler.position(step)
+            state = {
+                "batches_consumed": step, "data_position": {"epoch": epoch, "batch": batch_in_epoch},
+                "train_seconds": train_seconds, "seed": cfg.seed, "optimizer": opt_plain,
+                "scheduler": scheduler_state(scheduler), "grad_scaler": scaler.state_dict() if scaler else None,
+                "rng": rng_plain, "dataset": fingerprint, "wandb_run_id": logger.run_id,
+            }
+            if ctx.enabled:
+                state["world_size"] = ctx.world_size
+                state["rank_rng"] = {str(r): plain for r, (_, plain) in enumerate(gathered) if r > 0}
+                for r, (tensors, _) in enumerate(gathered[1:], start=1):
+                    rng_tensors.update({f"rank{r}.{k}": v for k, v in tensors.items()})
+            path = save_imitation_checkpoint(run_dir, cfg, policy, step, state, {**opt_tensors, **rng_tensors},
+                                             stats_text)
+        return Path(ctx.broadcast_object(str(path) if path else None))
 
     def evaluate_now(step: int, episodes: int, videos: int, tag: str) -> EvaluationResult:
         nonlocal eval_envs
@@ -277,7 +381,7 @@ def train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint 
         with torch.random.fork_rng(devices=_rng_devices(device)), torch.no_grad():
             torch.manual_seed(cfg.seed)  # the same diffusion noise at every validation: losses are comparable
             for ids in val_ids:
-                with hardware.autocast(device, cfg.amp):
+                with hardware.autocast(device, amp_dtype):
                     loss, _ = policy.compute_loss(_to_device(val_ds[ids], device))
                 total += float(loss) * len(ids)
                 count += len(ids)
@@ -287,14 +391,18 @@ def train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint 
     from tqdm.auto import tqdm
 
     n_params = sum(p.numel() for p in policy.parameters() if p.requires_grad)
-    print(f"{policy.name}: {n_params / 1e6:.2f}M trainable parameters; {len(train_ds)} training samples from "
-          f"{len(train_eps)} episodes ({len(val_eps)} held out); {device}"
-          + (f", {torch.get_num_threads()} threads" if device.type == "cpu" else f", amp={cfg.amp}")
-          + (f"; resuming at step {start_step}" if start_step else ""))
+    if main:
+        where = f"{device}" + (f" x {ctx.world_size} processes" if ctx.enabled else "")
+        precision = "float32" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")
+        print(f"{policy.name}: {n_params / 1e6:.2f}M trainable parameters; {len(train_ds)} training samples from "
+              f"{len(train_eps)} episodes ({len(val_eps)} held out); {where}"
+              + (f", {torch.get_num_threads()} threads" if device.type == "cpu" else "") + f", {precision}"
+              + (", torch.compile" if cfg.compile else "")
+              + (f"; resuming at step {start_step}" if start_step else ""))
 
     params = [p for group in optimizer.param_groups for p in group["params"]]
     bar = tqdm(total=cfg.steps, initial=start_step, desc=f"train {policy.name}", unit="step",
-               disable=not cfg.progress_bar, dynamic_ncols=True)
+               disable=not (cfg.progress_bar and main), dynamic_ncols=True)
     step, last_saved = start_step, None
     stopped_by_budget = interrupted = False
     window: dict[str, list[float]] = defaultdict(list)
@@ -302,18 +410,28 @@ def train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint 
     excluded = 0.0  # evaluation time in this segment, not counted as training time
     train_seconds = seconds_before
     final = None
+    # Stop decisions must be the same on every rank (rank 0's), or the others would wait for it forever.
+    may_stop_early = cfg.max_train_seconds is not None or should_stop is not None
     try:
         if val_ds is not None and cfg.val_every and step == 0:
-            log({"val/loss": validation_loss()}, step)  # the untrained reference the later values compare with
+            if main:
+                log({"val/loss": validation_loss()}, step)  # the untrained reference the later values compare with
+            ctx.barrier()
         policy.train()
         batches = iter(loader)
         while step < cfg.steps:
             batch = _to_device(next(batches), device)
-            with hardware.autocast(device, cfg.amp):
-                loss, logs = policy.compute_loss(batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss is {float(loss)} at step {step}; lower policy.optimizer_lr "
-                                         "or check the dataset statistics")
+            with hardware.autocast(device, amp_dtype):
+                loss, logs = loss_function(batch)
+            if ctx.enabled:  # the loss of the global batch, and one finite-loss verdict for all ranks
+                keys = list(logs)
+                values = ctx.mean_over_ranks([float(loss.detach()), *(logs[k] for k in keys)], device)
+                global_loss, logs = values[0], dict(zip(keys, values[1:]))
+            else:
+                global_loss = loss.detach()
+            if not math.isfinite(float(global_loss)):
+                raise FloatingPointError(f"training loss is {float(global_loss)} at step {step}; lower "
+                                         "policy.optimizer_lr or check the dataset statistics")
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
@@ -346,33 +464,37 @@ def train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint 
                 window.clear()
                 window_start = time.perf_counter()
             evaluating = cfg.eval.every_steps and step % cfg.eval.every_steps == 0 and step < cfg.steps
-            if val_ds is not None and ((cfg.val_every and step % cfg.val_every == 0) or evaluating):
+            validating = val_ds is not None and ((cfg.val_every and step % cfg.val_every == 0) or evaluating)
+            if validating or evaluating:
                 t0 = time.perf_counter()
-                log({"val/loss": validation_loss()}, step)
-                excluded += time.perf_counter() - t0
-                window_start += time.perf_counter() - t0
-            if evaluating:
-                t0 = time.perf_counter()
-                evaluate_now(step, cfg.eval.episodes, cfg.eval.video_episodes, f"step_{step:012d}")
+                if main and validating:
+                    log({"val/loss": validation_loss()}, step)
+                if main and evaluating:
+                    evaluate_now(step, cfg.eval.episodes, cfg.eval.video_episodes, f"step_{step:012d}")
+                ctx.barrier()
                 excluded += time.perf_counter() - t0
                 window_start += time.perf_counter() - t0
             stopped_by_budget = cfg.max_train_seconds is not None and train_seconds >= cfg.max_train_seconds
             interrupted = should_stop is not None and should_stop(step)
+            if ctx.enabled and may_stop_early:
+                stopped_by_budget, interrupted = ctx.broadcast_object((stopped_by_budget, interrupted))
             periodic = cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0
             if periodic or step == cfg.steps or stopped_by_budget or interrupted:
                 last_saved = checkpoint(step, train_seconds)
             if stopped_by_budget or interrupted:
                 break
         bar.close()
-        if stopped_by_budget:
+        if stopped_by_budget and main:
             print(f"time budget of {cfg.max_train_seconds:g} s of training reached at step {step} of {cfg.steps}")
-        if val_ds is not None and not interrupted and not (cfg.val_every and step % cfg.val_every == 0):
+        # After the last checkpoint only rank 0 has work left (the other ranks return).
+        if main and val_ds is not None and not interrupted and not (cfg.val_every and step % cfg.val_every == 0):
             log({"val/loss": validation_loss()}, step)
-        if cfg.eval.final_episodes and not interrupted:
+        if main and cfg.eval.final_episodes and not interrupted:
             final = evaluate_now(step, cfg.eval.final_episodes, cfg.eval.video_episodes, "final")
     finally:
         bar.close()
         if eval_envs is not None:
             eval_envs.close()
-        logger.finish()
+        if logger is not None:
+            logger.finish()
     return TrainResult(run_dir, last_saved, step, train_seconds, stopped_by_budget, final, history, policy)
