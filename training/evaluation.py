@@ -401,6 +401,28 @@ def load_for_evaluation(path: str | Path, device: str = "cpu") -> LoadedPolicy:
 
 
 @dataclass
+class PeriodicEvalConfig:
+    """The trainers' `eval` group: evaluation in simulation during and after training, on seeded episodes."""
+
+    every_steps: int = 0  # 0: only the final evaluation
+    episodes: int = 20
+    n_envs: int = 4
+    # Sub-envs in worker processes (gymnasium AsyncVectorEnv); null: when the machine has more than one core.
+    # Results are identical either way (episode i always runs on seed + i).
+    async_envs: Optional[bool] = False
+    seed: int = 100_000
+    video_episodes: int = 2
+    final_episodes: int = 50  # 0: no final evaluation
+
+    def validate(self) -> None:
+        for name in ("every_steps", "video_episodes", "final_episodes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"eval.{name} must be >= 0, got {getattr(self, name)}")
+        if self.episodes < 1 or self.n_envs < 1:
+            raise ValueError(f"eval.episodes and eval.n_envs must be >= 1, got {self.episodes}, {self.n_envs}")
+
+
+@dataclass
 class EvaluateConfig:
     """scripts/eval.py's config (mirrored by configs/eval.yaml)."""
 

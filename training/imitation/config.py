@@ -16,6 +16,7 @@ from omegaconf import MISSING, OmegaConf
 from envs.config import EnvConfig
 from policies.config import PolicyConfig
 from policies.factory import policy_config_classes
+from training.evaluation import PeriodicEvalConfig
 from training.logging import LoggerConfig
 
 SCHEDULERS = ("cosine", "constant")
@@ -69,28 +70,6 @@ class OptimConfig:
 
 
 @dataclass
-class TrainEvalConfig:
-    """Evaluation in simulation during and after training (training.evaluation, seeded episodes)."""
-
-    every_steps: int = 0  # 0: only the final evaluation
-    episodes: int = 20
-    n_envs: int = 4
-    # Sub-envs in worker processes (gymnasium AsyncVectorEnv); null: when the machine has more than one core.
-    # Results are identical either way (episode i always runs on seed + i).
-    async_envs: Optional[bool] = False
-    seed: int = 100_000
-    video_episodes: int = 2
-    final_episodes: int = 50  # 0: no final evaluation
-
-    def validate(self) -> None:
-        for name in ("every_steps", "video_episodes", "final_episodes"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"eval.{name} must be >= 0, got {getattr(self, name)}")
-        if self.episodes < 1 or self.n_envs < 1:
-            raise ValueError(f"eval.episodes and eval.n_envs must be >= 1, got {self.episodes}, {self.n_envs}")
-
-
-@dataclass
 class TrainCheckpointConfig:
     every_steps: int = 5_000  # 0: only the final checkpoint
     keep_last: int = 2
@@ -107,7 +86,7 @@ class ImitationTrainConfig:
     policy: PolicyConfig = MISSING
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
+    eval: PeriodicEvalConfig = field(default_factory=PeriodicEvalConfig)
     checkpoint: TrainCheckpointConfig = field(default_factory=TrainCheckpointConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     steps: int = 100_000

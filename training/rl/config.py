@@ -13,6 +13,7 @@ from typing import Any, Mapping, Optional
 from omegaconf import MISSING, OmegaConf
 
 from envs.config import EnvConfig
+from training.evaluation import PeriodicEvalConfig
 from training.logging import LoggerConfig
 
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "leaky_relu", "silu")
@@ -206,25 +207,18 @@ def _check_auto_or_number(name: str, value: str, allow_auto_init: bool) -> None:
 
 
 @dataclass
-class TrainEvalConfig:
-    """Periodic evaluation during training on separate, seeded eval envs (training.evaluation)."""
+class RLEvalConfig(PeriodicEvalConfig):
+    """Periodic evaluation during RL training; videos only on every `video_every`-th periodic evaluation and the final
+    one (rendering is slow on CPU-only machines; video_episodes=0 switches videos off)."""
 
-    every_steps: int = 20_000  # 0: only the final evaluation
-    episodes: int = 20
-    n_envs: int = 4
-    seed: int = 100_000
-    # Videos of the first `video_episodes` episodes on every `video_every`-th periodic evaluation and the final one
-    # (rendering is slow on CPU-only machines; 0 switches videos off).
+    every_steps: int = 20_000
     video_episodes: int = 1
     video_every: int = 5
-    final_episodes: int = 50
 
     def validate(self) -> None:
-        for name in ("every_steps", "video_episodes", "video_every", "final_episodes"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"eval.{name} must be >= 0, got {getattr(self, name)}")
-        if self.episodes < 1 or self.n_envs < 1:
-            raise ValueError(f"eval.episodes and eval.n_envs must be >= 1, got {self.episodes}, {self.n_envs}")
+        super().validate()
+        if self.video_every < 0:
+            raise ValueError(f"eval.video_every must be >= 0, got {self.video_every}")
 
 
 @dataclass
@@ -246,7 +240,7 @@ class RLTrainConfig:
     env: EnvConfig = field(default_factory=lambda: EnvConfig(id="cerebellum/Reach-v0"))
     algo: AlgoConfig = MISSING
     logger: LoggerConfig = field(default_factory=LoggerConfig)
-    eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
+    eval: RLEvalConfig = field(default_factory=RLEvalConfig)
     checkpoint: TrainCheckpointConfig = field(default_factory=TrainCheckpointConfig)
     total_timesteps: int = 200_000
     # Stop early (and checkpoint) once training has run this long; None: no limit. Benchmarks use it.

@@ -132,7 +132,7 @@ def train(cfg: RLTrainConfig, run_dir: Path, resume: RLCheckpoint | None = None,
             nonlocal eval_envs, eval_count
             eval_count += 1
             if eval_envs is None:
-                eval_envs = make_eval_envs(cfg.env, cfg.eval.n_envs)
+                eval_envs = make_eval_envs(cfg.env, cfg.eval.n_envs, cfg.eval.async_envs)
             videos = cfg.eval.video_episodes if cfg.eval.video_every and eval_count % cfg.eval.video_every == 0 else 0
             _evaluate_now(m, venv, layout, eval_envs, cfg, cfg.eval.episodes, videos, run_dir, logger)
 
@@ -156,7 +156,7 @@ def train(cfg: RLTrainConfig, run_dir: Path, resume: RLCheckpoint | None = None,
         final = None
         if cfg.eval.final_episodes:
             if eval_envs is None:
-                eval_envs = make_eval_envs(cfg.env, cfg.eval.n_envs)
+                eval_envs = make_eval_envs(cfg.env, cfg.eval.n_envs, cfg.eval.async_envs)
             final = _evaluate_now(model, venv, layout, eval_envs, cfg, cfg.eval.final_episodes,
                                   cfg.eval.video_episodes, run_dir, logger, tag="final")
             model.logger.dump(model.num_timesteps)
