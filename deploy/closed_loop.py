@@ -10,7 +10,8 @@ runner (diffusion noise, latency jitter) from (seed, i), so results do not depen
 
 Besides training.evaluation's results JSON, evaluate_bundle adds "runner": the summed ChunkRunner statistics
 (ticks, held ticks, late/stale chunks, skipped actions, faults, inference latency percentiles), and can write the
-executed actions and predicted chunks of every episode for replay (deploy.export.rollouts).
+executed actions and predicted chunks of every episode for replay (deploy.export.rollouts), each chunk with the
+ticks the runner scheduled its actions for (ChunkRunner's on_chunk).
 """
 
 from __future__ import annotations
@@ -121,7 +122,12 @@ class BundleVectorPolicy:
             kwargs["max_velocity"] = list(self.run.max_velocity)
         if self.run.temporal_ensemble_coeff is not None:
             kwargs["temporal_ensemble_coeff"] = float(self.run.temporal_ensemble_coeff)
-        self.runners = [ChunkRunner(bundle_dir, **kwargs) for _ in range(n_envs)]
+        # (observed tick, start tick) of the chunks each runner accepted during the current tick, for the recorder.
+        self._accepted: list[list[tuple[int, int]]] = [[] for _ in range(n_envs)]
+        self.runners = []
+        for i in range(n_envs):
+            on_chunk = None if recorder is None else (lambda o, s, q=self._accepted[i]: q.append((o, s)))
+            self.runners.append(ChunkRunner(bundle_dir, on_chunk=on_chunk, **kwargs))
         self.manifest = self.runners[0].manifest
         self.keys = [f.key for f in self.manifest.observation]
         self.recorder = recorder
@@ -156,6 +162,10 @@ class BundleVectorPolicy:
             action = runner.tick({k: data[k][i] for k in self.keys})
             if self.recorder is not None and self._episode[i] >= 0:
                 self.recorder.tick(self._episode[i], self._tick[i], action, runner.statistics.held_ticks > held_before)
+                # Outside tick(), so a recorder error surfaces here instead of as a runner fault.
+                for observed, start in self._accepted[i]:
+                    self.recorder.accepted(self._episode[i], observed, start, self._tick[i])
+            self._accepted[i].clear()
             self._tick[i] += 1
             actions.append(action)
         return np.stack(actions)
@@ -184,7 +194,8 @@ class BundleVectorPolicy:
 
 
 class _RecordingPolicy:
-    """Stands in for a runner's BundlePolicy and hands every chunk it computes to the rollout recorder.
+    """Stands in for a runner's BundlePolicy and hands every chunk it computes to the rollout recorder (whether or
+    not the runner later uses it: its on_chunk callback says which it accepted and when they are scheduled).
 
     In sync and simulated-latency modes the runner computes a chunk inside tick(), so the tick being run is the
     chunk's origin.

@@ -53,6 +53,12 @@ class ChunkRunner:
         r - s. The next request is due n_action_steps ticks after the chunk's (shifted) start.
         With `latency=SimulatedLatency(...)` the same happens deterministically: inference runs inline and its
         chunk is delivered ceil(latency * hz) ticks later (for closed-loop evaluation in simulation).
+    Observing the schedule
+      * `on_chunk(observed_tick, start_tick)`, if given, is called inside the tick that accepts a chunk (not for a
+        stale, failed or dropped one): action k of the chunk (counted from chunk_offset) is scheduled for tick
+        start_tick + k, so those before the accepting tick were skipped. sync: start_tick = observed_tick; async:
+        observed_tick, or later for a chunk that ends a hold (see above). An exception from it is recorded as an
+        internal_error fault and the tick goes on.
     Safety (tick() never raises)
       * every output is clamped to the action limits and moves at most max_velocity / hz per tick from the
         previous output;
@@ -81,6 +87,7 @@ class ChunkRunner:
         clock: Callable[[], float] = time.perf_counter,
         providers: Sequence[str] | None = None,
         verify_hash: bool = True,
+        on_chunk: Callable[[int, int], None] | None = None,
     ):
         if mode not in ("sync", "async"):
             raise ValueError(f"mode must be 'sync' or 'async', got {mode!r}")
@@ -90,6 +97,9 @@ class ChunkRunner:
                                    verify_hash=verify_hash)
         m: Manifest = self.policy.manifest
         self.manifest, self.mode = m, mode
+        if on_chunk is not None and not callable(on_chunk):
+            raise ValueError(f"on_chunk must be a callable (observed_tick, start_tick) or None, got {on_chunk!r}")
+        self._on_chunk = on_chunk
         self.control_hz = m.control.frequency_hz
         self.action_dim = m.action.dim
         self._offset = m.control.chunk_offset
@@ -328,11 +338,16 @@ class ChunkRunner:
             self._starved = False
         self._received_any = True
         if self._ensembler is not None:
-            self._ensembler.add(t, actions[skip:])
-            return
-        if self.blend_ticks > 0 and self._active is not None:
-            self._previous, self._blend_start = self._active, t
-        self._active = (origin, actions)
+            self._ensembler.add(t, actions[skip:])  # action skip + i for tick t + i: the same origin + k schedule
+        else:
+            if self.blend_ticks > 0 and self._active is not None:
+                self._previous, self._blend_start = self._active, t
+            self._active = (origin, actions)
+        if self._on_chunk is not None:
+            try:
+                self._on_chunk(result.origin_tick, origin)
+            except Exception as e:  # an observer's bug must not change what the robot does
+                stats.fault(t, Fault.INTERNAL_ERROR, f"on_chunk callback failed: {type(e).__name__}: {e}")
 
     def _skipped_actions(self, t: int, observed: int) -> int:
         """How many leading actions of a chunk computed from tick `observed`'s observation are past when it lands at t.

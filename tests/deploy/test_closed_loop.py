@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
@@ -69,21 +70,28 @@ def test_zero_latency_bundle_replays_the_checkpoint_and_records_what_it_did(expo
     chunks = pq.read_table(out / "chunks.parquet")
     names = list(m.action.names)
     assert actions.column_names == ["episode", "seed", "tick", "timestamp_s", "held", *names]
-    assert chunks.column_names == ["episode", "seed", "chunk", "origin_tick", "step", "tick", "timestamp_s", *names]
+    assert chunks.column_names == ["episode", "seed", "chunk", "origin_tick", "used", "arrival_tick", "start_tick",
+                                   "step", "tick", "timestamp_s", *names]
     assert [actions.schema.field(n).metadata[b"unit"].decode() for n in names] == list(m.action.units)
     assert actions.num_rows == sum(r.length for r in recorded.records)
     assert pacsv.read_csv(out / "actions.csv").num_rows == actions.num_rows
     assert pacsv.read_csv(out / "chunks.csv").column_names == chunks.column_names
     meta_json = json.loads((out / "rollouts.json").read_text())
     assert meta_json["units"] == dict(zip(names, m.action.units)) and meta_json["control_hz"] == 50.0
+    assert meta_json["format_version"] == 2 and "start_tick" in meta_json["columns"]["chunks"]
 
     ticks = np.asarray(actions["tick"])
     np.testing.assert_allclose(np.asarray(actions["timestamp_s"]), ticks / 50.0)
     assert sorted(set(np.asarray(actions["seed"]))) == [r.seed for r in recorded.records]
-    # Sync mode: a chunk is computed every n_action_steps ticks and its actions are executed as planned (clamped).
+    # Sync mode: a chunk is computed every n_action_steps ticks, used in that very tick and its actions are executed
+    # as planned (clamped), step k at origin + k.
     n = m.control.n_action_steps
     origins = np.asarray(chunks["origin_tick"])
     assert set(origins % n) == {0}
+    assert np.asarray(chunks["used"]).all()
+    np.testing.assert_array_equal(np.asarray(chunks["start_tick"]), origins)
+    np.testing.assert_array_equal(np.asarray(chunks["arrival_tick"]), origins)
+    np.testing.assert_array_equal(np.asarray(chunks["tick"]), origins + np.asarray(chunks["step"]))
     row = {(e, o, t): j for j, (e, o, t) in enumerate(zip(np.asarray(chunks["episode"]), origins,
                                                            np.asarray(chunks["tick"])))}
     executed = np.stack([np.asarray(actions[name]) for name in names], axis=1)
@@ -113,6 +121,72 @@ def test_async_latency_is_injected_and_scheduling_keeps_the_robot_fed(exported):
 
     again = evaluate_bundle(eval_cfg(bundle), root / "eval_async_again", run)
     assert [r.episode_return for r in again.records] == [r.episode_return for r in result.records]  # seeded
+
+
+def _by_episode(table, episode):
+    rows = table.filter(pc.equal(table["episode"], episode))
+    # Nullable columns as Python objects, so a null reads as None (to_numpy would turn it into NaN).
+    return {name: np.array(rows[name].to_pylist(), dtype=object) if rows.schema.field(name).nullable
+            else rows[name].to_numpy() for name in rows.column_names}
+
+
+@pytest.mark.parametrize("n_action_steps, starving", [(5, False), (8, True)])
+def test_async_rollouts_place_every_chunk_where_the_runner_scheduled_it(exported, n_action_steps, starving):
+    # 60 ms at 50 Hz: every chunk lands exactly 3 ticks after its observation. A chunk that continues a running plan
+    # starts at its observation tick (its first 3 actions skipped) and is crossfaded in (n_action_steps=5: it lands
+    # 2 ticks before the previous plan ends); one that ends a hold (the episode's first, or one landing after the
+    # previous plan ran out, which n_action_steps=8 forces) starts later by the ticks held.
+    _, bundle, root = exported
+    m = load_manifest(bundle)
+    assert m.action.max_velocity is None  # executed = clamped plan, no rate limit to account for
+    delay, blend, usable = 3, 2, m.control.chunk_size - m.control.chunk_offset
+    run = BundleRunConfig(mode="async", latency_ms=60, blend_ticks=blend, n_action_steps=n_action_steps,
+                          rollouts=True)
+    out = root / f"eval_async_rollouts_{n_action_steps}"
+    result = evaluate_bundle(eval_cfg(bundle), out, run)
+    actions = pq.read_table(out / "rollouts" / "actions.parquet")
+    chunks = pq.read_table(out / "rollouts" / "chunks.parquet")
+    names = list(m.action.names)
+    shifted_later = blended = compared = 0
+    for record in result.records:
+        a, c = _by_episode(actions, record.episode), _by_episode(chunks, record.episode)
+        executed = np.stack([a[n] for n in names], axis=1)
+        planned = np.clip(np.stack([c[n] for n in names], axis=1), m.action.lower, m.action.upper)
+        used = c["used"].astype(bool)
+        # Computed but never used: exactly the chunks still in flight when the episode ended; no tick for them.
+        np.testing.assert_array_equal(~used, c["origin_tick"] + delay >= record.length)
+        for column in ("arrival_tick", "start_tick", "tick", "timestamp_s"):
+            assert all(v is None for v in c[column][~used]) and all(v is not None for v in c[column][used])
+        order = sorted({int(x) for x in c["chunk"][used]})
+        plan, previous_end = [], 0  # previous_end: first tick the previous plan had no action (episode start: 0)
+        for index in order:
+            rows = np.flatnonzero(c["chunk"] == index)
+            origin, arrival, start = (int(c[k][rows[0]]) for k in ("origin_tick", "arrival_tick", "start_tick"))
+            assert arrival == origin + delay
+            assert start == origin + max(0, arrival - previous_end)  # later by the ticks the robot held still
+            shifted_later += start > origin and index != order[0]
+            np.testing.assert_array_equal(c["tick"][rows].astype(int), start + c["step"][rows].astype(int))
+            np.testing.assert_allclose(c["timestamp_s"][rows].astype(float), (start + c["step"][rows]) / 50.0)
+            plan.append((arrival, start, {int(t): planned[r] for t, r in zip(c["tick"][rows], rows)}))
+            previous_end = start + usable
+        assert plan[0][0] == plan[0][1] == delay  # the first chunk: observed at tick 0, its step 0 runs at tick 3
+        for i, (t, held) in enumerate(zip(a["tick"], a["held"])):
+            live = [k for k, (arrival, _, _) in enumerate(plan) if arrival <= t]
+            if not live:
+                assert not held and t < delay  # startup: the robot holds its pose, not a fault
+                continue
+            k = live[-1]
+            arrival, _, scheduled = plan[k]
+            assert held == (t not in scheduled)  # held exactly when the active chunk had nothing for this tick
+            if held:
+                continue
+            if k > 0 and t - arrival < blend and t in plan[k - 1][2]:
+                blended += 1  # crossfaded with the previous chunk's plan
+                continue
+            np.testing.assert_allclose(executed[i], scheduled[t], atol=1e-6)
+            compared += 1
+    assert compared > 20 * EPISODES and (blended > 0) == (not starving)
+    assert (shifted_later > 0) == starving and (chunks["used"].to_numpy() == False).any()  # noqa: E712
 
 
 def test_bad_run_settings_are_refused_clearly(exported):
