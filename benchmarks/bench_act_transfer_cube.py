@@ -78,11 +78,13 @@ def main() -> None:
     cfg.max_train_seconds = budget
     cfg.log_every = max(1, cfg.steps // 20)
     print(f"step time {seconds_per_step * 1000:.0f} ms (batch {args.batch_size}) -> {cfg.steps} steps for a "
-          f"{args.train_minutes:g} min budget")
+          f"{args.train_minutes:g} min budget (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs: the "
+          "budget is wall time, so other jobs on the machine cost steps)")
     run_dir = work / f"run_{time.strftime('%Y%m%d_%H%M%S')}"
     result = train(cfg, run_dir)
     losses = [row["train/loss"] for row in result.history if "train/loss" in row]
-    print(f"trained {result.step} steps in {result.train_seconds / 60:.1f} min"
+    print(f"trained {result.step} steps in {result.train_seconds / 60:.1f} min (load average now "
+          f"{os.getloadavg()[0]:.1f})"
           f"{' (stopped by the time budget)' if result.stopped_by_time_budget else ''}; "
           f"train loss {losses[0]:.4f} -> {losses[-1]:.4f}")
 

@@ -6,6 +6,7 @@ import mujoco
 import numpy as np
 
 from envs.assets import aloha
+from envs.tasks.transfer_cube import HOME_ARM
 
 SIDES = ("left", "right")
 DOWN, FORWARD = np.array([0.0, 0.0, -1.0]), np.array([1.0, 0.0, 0.0])  # world directions; the arms face along x
@@ -27,11 +28,23 @@ def _quat(mat: np.ndarray) -> np.ndarray:
 
 
 class ArmIK:
-    """Damped-least-squares IK of one arm's grasp site on a scratch MjData (the env's state is never touched)."""
+    """Damped-least-squares IK of one arm's grasp site on a scratch MjData (the env's state is never touched).
+
+    Each iteration minimises |J dq - e|^2 + damping^2 |dq|^2 + sum_i w_i (q_i + dq_i - posture_i)^2. The posture
+    term keeps the forearm roll near its ready value: with the wrist angle near zero, forearm roll and wrist rotate
+    are nearly parallel axes, and plain DLS drifted through that near-singular direction to a roll of +pi or -pi
+    depending on the sign of the cube's y. Both are valid poses, but joint trajectories that flip with the sign of
+    one coordinate are a bimodal target for imitation; with the bias they vary smoothly with the cube pose. The
+    poses the task asks for are reachable with zero roll, so the bias costs no accuracy there.
+    """
 
     damping = 0.02
     rotation_weight = 0.3  # metres of position error worth one radian of orientation error
     max_joint_step = 0.2  # rad per iteration: keeps the linearisation valid for far targets
+    # Posture weights per joint (waist, shoulder, elbow, forearm_roll, wrist_angle, wrist_rotate): roll only. 0.01
+    # dominates the near-singular direction (J^T J eigenvalue ~1e-4 at the ready pose; the others are 0.002-0.7
+    # along the task), and a zero-roll solution of the task is a fixed point of the biased iteration.
+    posture_weight = np.array([0.0, 0.0, 0.0, 0.01, 0.0, 0.0])
 
     def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, side: str) -> None:
         self.model, self.data = model, data
@@ -42,7 +55,8 @@ class ArmIK:
         self.low, self.high = model.jnt_range[joints, 0], model.jnt_range[joints, 1]
         self._jacp = np.zeros((3, model.nv))
         self._jacr = np.zeros((3, model.nv))
-        self._reg = self.damping**2 * np.eye(6)
+        self.posture = np.array(HOME_ARM)
+        self._reg = self.damping**2 * np.eye(6) + np.diag(self.posture_weight)
 
     def forward(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Grasp-site position and rotation matrix for arm joints q."""
@@ -69,7 +83,7 @@ class ArmIK:
             mujoco.mj_jacSite(m, d, self._jacp, self._jacr, self.site)
             jac[:3] = self._jacp[:, self.dofs]
             jac[3:] = w * self._jacr[:, self.dofs]
-            dq = jac.T @ np.linalg.solve(jac @ jac.T + self._reg, err)
+            dq = np.linalg.solve(jac.T @ jac + self._reg, jac.T @ err - self.posture_weight * (q - self.posture))
             step = np.abs(dq).max()
             if step > self.max_joint_step:
                 dq *= self.max_joint_step / step
@@ -78,7 +92,10 @@ class ArmIK:
 
 
 class _Mover:
-    """A gripper pose target that moves towards its goal at bounded linear and angular speed, slowing near it."""
+    """A gripper pose target that moves towards its goal at bounded linear and angular speed and deceleration."""
+
+    accel = 1.0  # m/s^2 of braking before the goal
+    angular_accel = 8.0  # rad/s^2
 
     def __init__(self, pos: np.ndarray, quat: np.ndarray) -> None:
         self.pos, self.quat = pos.copy(), quat.copy()
@@ -95,17 +112,21 @@ class _Mover:
         return mat.reshape(3, 3)
 
     def advance(self, dt: float) -> float:
-        """Step the target towards the goal; returns the remaining distance (metres + radians)."""
+        """Step the target towards the goal; returns the remaining distance (metres + radians).
+
+        Speed is capped by sqrt(2 * accel * distance): constant braking that arrives in finite time. An earlier
+        proportional slow-down crept over the last centimetres for about a second before every phase change, so
+        the moment the expert moved on was nearly invisible in the observation, which made it hard to imitate.
+        """
         delta = self.goal_pos - self.pos
         dist = float(np.linalg.norm(delta))
-        # Proportional slow-down over the last few centimetres gives smooth arrivals without a trajectory planner.
-        step = min(self.speed * dt, 4.0 * dt * dist + 2e-4)
-        self.pos = self.goal_pos.copy() if dist <= step else self.pos + delta * (step / dist)
+        step = min(self.speed, np.sqrt(2.0 * self.accel * dist)) * dt
+        self.pos = self.goal_pos.copy() if dist <= step + 1e-5 else self.pos + delta * (step / dist)
         rot = np.empty(3)
         mujoco.mju_subQuat(rot, self.goal_quat, self.quat)
         angle = float(np.linalg.norm(rot))
-        turn = min(self.turn_rate * dt, 4.0 * dt * angle + 1e-3)
-        if angle <= turn:
+        turn = min(self.turn_rate, np.sqrt(2.0 * self.angular_accel * angle)) * dt
+        if angle <= turn + 1e-4:
             self.quat = self.goal_quat.copy()
         else:
             mujoco.mju_quatIntegrate(self.quat, rot / angle, turn)

@@ -17,10 +17,13 @@ class ACTConfig(PolicyConfig):
 
     Width: the budget is 5 ms per chunk (torch, batch 1, one CPU thread, state observations). The paper-size
     transformer (dim_model 512, dim_feedforward 3200) takes ~22 ms in LeRobot and ~30 ms in ours on this shared
-    2-core CPU; 256/1024 still took 5.5-6.5 ms (best case) here, mostly the 100-query decoder's feed-forward
-    and the weight traffic of the encoder. 192/768 keeps the paper's depth (4 encoder layers, 1 decoder layer,
-    8 heads), chunking and CVAE and runs in ~3.5 ms best case (benchmarks/bench_policy_inference.py). Set
-    dim_model=512, dim_feedforward=3200 for the paper size.
+    2-core CPU. At batch 1 the time goes to streaming the encoder's weights (each used for a handful of tokens)
+    and to the feed-forward of the 100 decoder queries, both set by the width: 192/768 measured 4.9 ms on a quiet
+    machine and 5.4 ms at load 3, too close to the budget. 128/512 keeps the paper's depth (4 encoder layers, 1
+    decoder layer, 8 heads), chunking and CVAE at 55-60% of that time (benchmarks/bench_policy_inference.py), and is
+    the width that reaches 100% on TransferCube and drives the PickCube quick start
+    (benchmarks/bench_act_transfer_cube.py, deploy/pipeline.py). Set dim_model=512, dim_feedforward=3200 for the
+    paper size.
     """
 
     type: str = "act"
@@ -37,9 +40,9 @@ class ACTConfig(PolicyConfig):
     pretrained_backbone_weights: Optional[str] = None  # .safetensors/.pt ResNet-18 state dict, loaded by make_policy
 
     # Transformer.
-    dim_model: int = 192
+    dim_model: int = 128
     n_heads: int = 8
-    dim_feedforward: int = 768
+    dim_feedforward: int = 512
     feedforward_activation: str = "relu"
     n_encoder_layers: int = 4
     # The reference implementation builds 7 decoder layers but only the first one's output is used; LeRobot keeps 1.

@@ -76,10 +76,18 @@ class Attention(nn.Module):
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
         """(B, Lq, D), (B, Lk, D), (B, Lk, D); key_padding_mask (B, Lk) True where a key must be ignored."""
-        q, k, v = self._heads(self.q_proj(query)), self._heads(self.k_proj(key)), self._heads(self.v_proj(value))
+        return self.attend(self.project_queries(query), key, value, key_padding_mask)
+
+    def project_queries(self, query: Tensor) -> Tensor:
+        """Queries (B, Lq, D) -> projected, split into heads (B, n_heads, Lq, head_dim)."""
+        return self._heads(self.q_proj(query))
+
+    def attend(self, q: Tensor, key: Tensor, value: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
+        """Attention of already projected queries `q` (B, n_heads, Lq, head_dim) over key/value (B, Lk, D)."""
+        k, v = self._heads(self.k_proj(key)), self._heads(self.v_proj(value))
         mask = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
-        return self.out_proj(out.transpose(1, 2).reshape(query.shape))
+        return self.out_proj(out.transpose(1, 2).reshape(q.shape[0], q.shape[2], -1))
 
     def uniform_value_output(self, value_row: Tensor) -> Tensor:
         """Output when every value row equals `value_row` (B, 1, D): attention weights sum to one, so it is this."""
@@ -127,22 +135,47 @@ class DecoderLayer(nn.Module):
         self.dropout3 = nn.Dropout(c.dropout)
         self.pre_norm = c.pre_norm
 
-    def forward(
-        self, x: Tensor, query_pos: Tensor, memory: Tensor, memory_pos: Tensor, identical_rows: bool = False
-    ) -> Tensor:
+    def self_attention_block(self, x: Tensor, query_pos: Tensor, identical_rows: bool = False) -> Tensor:
+        """Self-attention over the action queries (with its residual and, post-norm, its LayerNorm).
+
+        identical_rows: all rows of x are equal (the first layer gets zeros), so all value rows are too and
+        self-attention returns that one value whatever its weights: the chunk x chunk attention and the q/k
+        projections are skipped, and (unless dropout acts) the result is a single row (B, 1, D) that broadcasts.
+        """
         h = self.norm1(x) if self.pre_norm else x
         if identical_rows:
-            # All rows of x are equal (the first layer gets zeros), so all value rows are too and self-attention
-            # returns that one value whatever its weights: skip the chunk x chunk attention and the q/k projections.
-            attended = self.self_attn.uniform_value_output(h[:, :1]).expand_as(h)
+            attended = self.self_attn.uniform_value_output(h[:, :1])
+            if self.training and self.dropout1.p > 0:
+                # Dropout draws a mask per row, after which the rows differ: expand first, as without the shortcut.
+                x = x + self.dropout1(attended.expand(-1, query_pos.shape[1], -1))
+            else:
+                x = x[:, :1] + attended
         else:
             qk = h + query_pos
-            attended = self.self_attn(qk, qk, h)
-        x = x + self.dropout1(attended)
-        if not self.pre_norm:
-            x = self.norm1(x)
+            x = x + self.dropout1(self.self_attn(qk, qk, h))
+        return x if self.pre_norm else self.norm1(x)
+
+    def cross_queries(self, x: Tensor, query_pos: Tensor) -> Tensor:
+        """Projected cross-attention queries (B, n_heads, chunk, head_dim) for the state x after self-attention."""
         h = self.norm2(x) if self.pre_norm else x
-        x = x + self.dropout2(self.cross_attn(h + query_pos, memory + memory_pos, memory))
+        return self.cross_attn.project_queries(h + query_pos)
+
+    def forward(
+        self,
+        x: Tensor,
+        query_pos: Tensor,
+        memory: Tensor,
+        memory_pos: Tensor,
+        identical_rows: bool = False,
+        prepared: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        """prepared: (x after self-attention, cross_queries(x, query_pos)) when the caller already has them."""
+        if prepared is None:
+            x = self.self_attention_block(x, query_pos, identical_rows)
+            queries = self.cross_queries(x, query_pos)
+        else:
+            x, queries = prepared
+        x = x + self.dropout2(self.cross_attn.attend(queries, memory + memory_pos, memory))
         if not self.pre_norm:
             x = self.norm2(x)
         h = self.norm3(x) if self.pre_norm else x
@@ -196,6 +229,7 @@ class ACTNetwork(nn.Module):
         self.decoder_layers = nn.ModuleList(DecoderLayer(c) for _ in range(c.n_decoder_layers))
         self.decoder_norm = nn.LayerNorm(d)
         self.action_head = nn.Linear(d, action_dim)
+        self._query_cache: tuple | None = None  # see _first_decoder_queries; a plain attribute, not in the state dict
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
@@ -237,11 +271,47 @@ class ACTNetwork(nn.Module):
             x = layer(x, pos_all)
         memory = self.encoder_norm(x)
 
-        query_pos = self.query_pos.weight[None].expand(b, -1, -1)
-        y = torch.zeros_like(query_pos)  # DETR: the decoder input is zero, queries differ by position only
-        for i, layer in enumerate(self.decoder_layers):
-            y = layer(y, query_pos, memory, pos_all, identical_rows=i == 0)
+        query_pos = self.query_pos.weight[None]
+        y, queries = self._first_decoder_queries(b)
+        queries = queries.expand(b, -1, -1, -1)  # unconditional, so a traced graph keeps the batch size symbolic
+        y = self.decoder_layers[0](y, query_pos, memory, pos_all, prepared=(y, queries))
+        for layer in self.decoder_layers[1:]:
+            y = layer(y, query_pos, memory, pos_all)
         return self.action_head(self.decoder_norm(y))
+
+    def _first_decoder_queries(self, batch: int) -> tuple[Tensor, Tensor]:
+        """The first decoder layer up to its cross-attention: state after self-attention (1, 1, D) and the projected
+        cross-attention queries (1, n_heads, chunk, head_dim); batch rows instead of 1 when training with dropout.
+
+        The decoder input is zero (DETR), so both depend on the weights alone, never on the observation. At
+        inference they are computed once and reused until a weight they depend on changes (tracked through the
+        tensors' version counters, which every in-place update -- optimizer step, load_state_dict -- bumps). This
+        saves the chunk x dim_model x dim_model query projection and a few small ops per call. Training, autograd
+        and graph capture (torch.export or the TorchScript tracer, for ONNX) always take the plain path.
+        """
+        layer = self.decoder_layers[0]
+        query_pos = self.query_pos.weight[None]
+        params = self._query_side_params()
+        # Inference tensors (parameters created under torch.inference_mode) have no version counter.
+        cacheable = not (self.training or torch.is_grad_enabled() or torch.compiler.is_compiling()
+                         or torch.jit.is_tracing() or params[0].is_inference())
+        if cacheable:
+            key = tuple((p.data_ptr(), p._version) for p in params)
+            if self._query_cache is not None and self._query_cache[0] == key:
+                return self._query_cache[1]
+        # Dropout after the self-attention draws one mask per sample: then the batch needs its own rows.
+        rows = batch if self.training and layer.dropout1.p > 0 else 1
+        zeros = torch.zeros(rows, 1, query_pos.shape[-1], dtype=query_pos.dtype, device=query_pos.device)
+        y = layer.self_attention_block(zeros, query_pos, identical_rows=True)
+        out = (y, layer.cross_queries(y, query_pos))
+        if cacheable:
+            self._query_cache = (key, out)
+        return out
+
+    def _query_side_params(self) -> list[Tensor]:
+        layer = self.decoder_layers[0]
+        modules = (layer.norm1, layer.norm2, layer.self_attn.v_proj, layer.self_attn.out_proj, layer.cross_attn.q_proj)
+        return [self.query_pos.weight] + [p for m in modules for p in m.parameters(recurse=False)]
 
 
 class ACTPolicy(Policy):

@@ -8,7 +8,7 @@ import pytest
 import envs  # noqa: F401
 from envs.assets import aloha
 from envs.experts import make_expert
-from envs.experts.transfer_cube import ArmIK, _frame, _quat
+from envs.experts.transfer_cube import ArmIK, _frame, _Mover, _quat
 from envs.tasks.transfer_cube import CUBE_HALF, CUBE_X_RANGE, CUBE_Y_RANGE, HOME_ARM
 
 ENV_ID = "cerebellum/TransferCube-v0"
@@ -174,6 +174,54 @@ def test_expert_passes_every_reward_stage_in_order_and_succeeds():
     assert stages == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert info["is_success"], "the left gripper must still hold the cube at the end of the episode"
     env.close()
+
+
+def expert_actions_for_cube_at(x, y, steps):
+    """The expert's first `steps` actions with the cube placed at (x, y) on the table."""
+    env = gym.make(ENV_ID)
+    task = env.unwrapped
+    env.reset(seed=0)
+    cube = qadr(task.model, "cube")
+    task.data.qpos[cube : cube + 2] = (x, y)
+    mujoco.mj_forward(task.model, task.data)
+    expert = make_expert(env)
+    obs = {"agent_pos": task.agent_pos().astype(np.float32), "environment_state": task.environment_state().astype(np.float32)}
+    actions = []
+    for _ in range(steps):
+        actions.append(expert(obs))
+        obs, *_ = env.step(actions[-1])
+    env.close()
+    return np.array(actions)
+
+
+def test_expert_joint_trajectories_vary_continuously_with_the_cube_position():
+    # Cubes 4 cm apart on either side of y = 0: the demonstrations must stay close (imitation learns one smooth map
+    # from cube pose to joint trajectory); plain DLS used to roll the right forearm to +pi on one side, -pi on the other.
+    steps = 150  # approach, descent, grasp and the start of the lift
+    actions = [expert_actions_for_cube_at(0.1, y, steps) for y in (0.02, -0.02)]
+    forearm_roll = [aloha.ARM_JOINTS.index("forearm_roll"), 7 + aloha.ARM_JOINTS.index("forearm_roll")]
+    for a in actions:
+        assert np.abs(a[:, forearm_roll]).max() < 0.3
+    # What differs is the waist and wrist turning towards the cube: ~0.17 rad here, 2 pi with the roll flip.
+    assert np.abs(actions[0] - actions[1]).max() < 0.3
+
+
+def test_pose_target_brakes_to_a_stop_at_the_goal_in_finite_time():
+    start, goal = np.zeros(3), np.array([0.1, 0.0, 0.0])
+    mover = _Mover(start, _quat(np.eye(3)))
+    mover.set_goal(goal, np.eye(3), speed=0.3)
+    dt, positions = 0.02, [start]
+    for _ in range(100):
+        remaining = mover.advance(dt)
+        positions.append(mover.pos.copy())
+        if remaining == 0.0:
+            break
+    steps = np.diff(np.array(positions)[:, 0])
+    assert remaining == 0.0 and np.array_equal(mover.pos, goal)
+    # Cruise at the speed limit, then brake at no more than the deceleration limit; never back up.
+    assert steps.max() == pytest.approx(0.3 * dt) and steps.min() >= 0.0
+    # Cruise plus braking time (d / v + v / (2 a)) bounds the arrival, unlike a proportional slow-down.
+    assert len(steps) * dt <= 0.1 / 0.3 + 0.3 / (2 * _Mover.accel) + 2 * dt
 
 
 @pytest.mark.parametrize("seed,randomization", [(11, False), (12, True), (13, True)])

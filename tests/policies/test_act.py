@@ -101,3 +101,56 @@ def test_param_groups_split_backbone_learning_rate(task):
     n_backbone = sum(p.numel() for p in policy.network.backbone.parameters())
     assert sum(p.numel() for p in groups[1]["params"]) == n_backbone
     assert sum(p.numel() for g in groups for p in g["params"]) == sum(p.numel() for p in policy.parameters())
+
+
+def _plain_chunk(policy, obs):
+    """predict_chunk computed with autograd on: the path that never reuses cached decoder queries."""
+    with torch.enable_grad():
+        chunk = policy.predict_normalized_chunk(policy.prepare_observations(obs))
+    return policy.action_normalizer.unnormalize({"action": chunk})["action"].detach()
+
+
+@pytest.mark.parametrize("pre_norm", [False, True])
+def test_cached_decoder_queries_are_exact_and_follow_weight_updates(task, pre_norm):
+    policy = make_policy({"type": "act", **TINY["act"], "pre_norm": pre_norm, "n_decoder_layers": 2},
+                         STATE_FEATURES, task.stats())
+    obs = random_observation_window(policy, 3)
+    policy.eval()
+    first = policy.predict_chunk(obs)  # fills the cache
+    assert torch.equal(policy.predict_chunk(obs), first)
+    assert torch.equal(first, _plain_chunk(policy, obs))
+    # An optimizer step changes the weights in place: the next inference must see them.
+    train_losses(policy, task, steps=2, lr=1e-2)
+    policy.eval()
+    after_step = policy.predict_chunk(obs)
+    assert not torch.allclose(after_step, first)
+    assert torch.equal(after_step, _plain_chunk(policy, obs))
+    # So must loading another policy's weights.
+    other = make_policy({"type": "act", **TINY["act"], "pre_norm": pre_norm, "n_decoder_layers": 2},
+                        STATE_FEATURES, task.stats()).eval()
+    policy.load_state_dict(other.state_dict())
+    assert torch.equal(policy.predict_chunk(obs), other.predict_chunk(obs))
+    assert not any("cache" in name for name in policy.state_dict())
+
+
+def test_training_forward_with_dropout_runs_the_first_decoder_layer_per_sample(task):
+    # With dropout the first decoder layer's rows differ after its self-attention, so the forward pass must not reuse
+    # one row of queries for the whole batch: same random masks and result as the layer on the batch's zero input.
+    policy = make_policy({"type": "act", **TINY["act"], "dropout": 0.3}, STATE_FEATURES, task.stats()).train()
+    net = policy.network
+    batch = task.batch(policy, 4, np.random.default_rng(0))
+    obs = policy.prepare_observations(batch)
+    state, env_state, images = policy._network_inputs(obs)
+    latent = torch.zeros(4, policy.config.latent_dim)
+    torch.manual_seed(5)
+    fast = net(state, env_state, images, latent)
+    torch.manual_seed(5)
+    tokens = torch.cat([net.latent_proj(latent)[:, None], net.state_proj(state)[:, None],
+                        net.env_state_proj(env_state)[:, None]], dim=1)
+    pos = net.token_pos.weight[None].expand(4, -1, -1)
+    for layer in net.encoder_layers:
+        tokens = layer(tokens, pos)
+    query_pos = net.query_pos.weight[None].expand(4, -1, -1)
+    y = net.decoder_layers[0](torch.zeros_like(query_pos), query_pos, net.encoder_norm(tokens), pos, identical_rows=True)
+    slow = net.action_head(net.decoder_norm(y))
+    assert torch.allclose(fast, slow, atol=1e-6)
