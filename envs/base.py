@@ -18,6 +18,8 @@ OBS_MODES = ("state", "pixels", "state_pixels")
 _BADQPOS = int(mujoco.mjtWarning.mjWARN_BADQPOS)
 _BADQVEL = int(mujoco.mjtWarning.mjWARN_BADQVEL)
 _BADQACC = int(mujoco.mjtWarning.mjWARN_BADQACC)
+if (_BADQPOS, _BADQVEL) != (_BADQACC - 2, _BADQACC - 1):  # step() reads the three counters as one slice
+    raise ImportError(f"this MuJoCo reordered mjtWarning (BADQPOS {_BADQPOS}, BADQVEL {_BADQVEL}, BADQACC {_BADQACC})")
 
 
 class MujocoTaskEnv(gym.Env):
@@ -103,6 +105,8 @@ class MujocoTaskEnv(gym.Env):
         self.data = mujoco.MjData(self.model)
         # Live view of MuJoCo's warning counters; mj_resetData zeroes them, so any count after a step is an error.
         self._warning_counts = self.data.warning.number
+        # BADQPOS, BADQVEL, BADQACC are consecutive in mjtWarning: one view, one cheap list conversion per step.
+        self._unstable_counts = self._warning_counts[_BADQPOS : _BADQACC + 1]
         self.setup()
 
         self.cameras: tuple[str, ...] = ()
@@ -246,7 +250,11 @@ class MujocoTaskEnv(gym.Env):
         return self._observation(), {"is_success": bool(self.is_success())}
 
     def step(self, action):
-        action = self._check_action(action)
+        # _check_action's common case inlined (a float array of the right shape, MuJoCo clamping): this env's cheapest
+        # physics step costs ~45 us, so each call saved here shows in the throughput.
+        if (type(action) is not np.ndarray or action.shape != self._action_shape or self._clip_in_python
+                or not math.isfinite(sum(action.tolist()))):
+            action = self._check_action(action)
         if self._action_delay:
             self._pending_actions.append(action)
             action = self._pending_actions.popleft()
@@ -256,8 +264,7 @@ class MujocoTaskEnv(gym.Env):
         self._step_count += 1
         # MuJoCo checks qpos/qvel/qacc for NaN, inf and huge values inside every substep, auto-resets the state and
         # counts a warning; a step that passed those checks integrates finite values, so no extra scan is needed.
-        warn = self._warning_counts
-        if warn[_BADQPOS] or warn[_BADQVEL] or warn[_BADQACC]:
+        if any(self._unstable_counts.tolist()):
             return self._physics_error()
         obs = self._observation()
         reward, success = self.reward_and_success()
