@@ -7,6 +7,7 @@ from typing import Optional
 
 from policies.backbones import NORMS
 from policies.config import PolicyConfig
+from policies.features import ENV_STATE_KEY, STATE_KEY
 
 INFERENCE_SCHEDULERS = ("ddim", "dpm_solver", "ddpm")
 PREDICTION_TYPES = ("epsilon", "sample")
@@ -32,6 +33,11 @@ class DiffusionConfig(PolicyConfig):
     n_obs_steps: int = 2
     horizon: int = 16
     n_action_steps: int = 8
+
+    # State dimensions that are angles in radians, {dataset key: [dim, ...]}: the network sees them as (sin, cos), so
+    # an angle wrapping from pi to -pi is no jump in its input (e.g. Push-T's block yaw:
+    # {"observation.environment_state": [2]}). The paper's low-dim Push-T observes block keypoints for the same reason.
+    angle_inputs: dict[str, list[int]] = field(default_factory=dict)
 
     # Vision: ResNet-18 -> spatial softmax keypoints -> linear, per camera (shared unless told otherwise).
     backbone_norm: str = "group"
@@ -102,6 +108,18 @@ class DiffusionConfig(PolicyConfig):
             raise ValueError(
                 f"{name}.diffusion_step_embed_dim must be even and >= 2, got {self.diffusion_step_embed_dim}"
             )
+        for key, dims in self.angle_inputs.items():
+            if key not in (STATE_KEY, ENV_STATE_KEY):
+                raise ValueError(f"{name}.angle_inputs: {key!r} is not a state feature; expected {STATE_KEY!r} or "
+                                 f"{ENV_STATE_KEY!r}")
+            if not dims or len(set(dims)) != len(dims) or min(dims) < 0:
+                raise ValueError(f"{name}.angle_inputs[{key!r}] must be distinct dimension indices >= 0, got {dims}")
+            if self.input_features and key not in self.input_features:
+                raise ValueError(f"{name}.angle_inputs names {key!r}, which is not an input of this policy "
+                                 f"(inputs: {sorted(self.input_features)})")
+            if key in self.input_features and max(dims) >= self.input_features[key][0]:
+                raise ValueError(f"{name}.angle_inputs[{key!r}] = {dims} indexes past the feature's "
+                                 f"{self.input_features[key][0]} dimensions")
         if self.backbone_norm not in NORMS:
             raise ValueError(f"{name}.backbone_norm must be one of {NORMS}, got {self.backbone_norm!r}")
         if self.crop_shape is not None and (len(self.crop_shape) != 2 or min(self.crop_shape) < 1):

@@ -105,10 +105,11 @@ class DiffusionPolicy(Policy):
         self.has_state = STATE_KEY in self.input_specs
         self.has_env_state = ENV_STATE_KEY in self.input_specs
         self.camera_keys = self.image_keys
+        self.angle_dims = self._checked_angle_dims(config)
         self.network = DiffusionNetwork(
             config,
-            state_dim=self.input_specs[STATE_KEY].shape[0] if self.has_state else 0,
-            env_state_dim=self.input_specs[ENV_STATE_KEY].shape[0] if self.has_env_state else 0,
+            state_dim=self._encoded_size(STATE_KEY) if self.has_state else 0,
+            env_state_dim=self._encoded_size(ENV_STATE_KEY) if self.has_env_state else 0,
             camera_shapes=[self.input_specs[k].shape for k in self.camera_keys],
             action_dim=self.action_dim,
         )
@@ -136,6 +137,29 @@ class DiffusionPolicy(Policy):
             )
             self._ema.shadow_params = list(self.ema_network.parameters())  # drop EMAModel's own copies
 
+    def _checked_angle_dims(self, config: DiffusionConfig) -> dict[str, tuple[list[int], list[int]]]:
+        """{key: (angle dims, the other dims)} for config.angle_inputs (checked by config.validate)."""
+        out = {}
+        for key, dims in config.angle_inputs.items():
+            angles = sorted(int(d) for d in dims)
+            out[key] = (angles, [d for d in range(self.input_specs[key].shape[0]) if d not in angles])
+        return out
+
+    def _encoded_size(self, key: str) -> int:
+        """Per-step width of a state feature as the network sees it: every angle becomes (sin, cos)."""
+        return self.input_specs[key].shape[0] + len(self.angle_dims.get(key, ((), ()))[0])
+
+    def _encode_angles(self, obs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Angle dimensions (normalized like the rest) -> sin and cos of the angle in radians, appended."""
+        if not self.angle_dims:
+            return obs
+        obs = dict(obs)
+        for key, (angles, others) in self.angle_dims.items():
+            x = obs[key]
+            radians = self.input_normalizer.feature(key).unnormalize(x)[..., angles]
+            obs[key] = torch.cat([x[..., others], radians.sin(), radians.cos()], dim=-1)
+        return obs
+
     @property
     def action_delta_indices(self) -> list[int]:
         return list(range(1 - self.config.n_obs_steps, 1 - self.config.n_obs_steps + self.config.horizon))
@@ -146,6 +170,8 @@ class DiffusionPolicy(Policy):
         return self.ema_network if self.ema_network is not None else self.network
 
     def _global_cond(self, network: DiffusionNetwork, obs: dict[str, Tensor]) -> Tensor:
+        """Normalized observations (B, n_obs, ...) -> the UNet's global condition (B, G)."""
+        obs = self._encode_angles(obs)
         return network.encode_observations(
             obs[STATE_KEY] if self.has_state else None,
             obs[ENV_STATE_KEY] if self.has_env_state else None,
@@ -183,7 +209,7 @@ class DiffusionPolicy(Policy):
         x = noise
         for i, t in enumerate(self.sampling_timesteps):
             model_output = network.unet.denoise(x, films[i])
-            x = self.sampler.step(model_output, t, x).prev_sample
+            x = self.sampler.step(model_output, t, x, return_dict=False)[0]
         return x
 
     def predict_normalized_chunk(self, observations: dict[str, Tensor], noise: Tensor | None = None) -> Tensor:

@@ -1,11 +1,11 @@
-"""Diffusion Policy: learning, samplers, EMA, the im2col convolution, and a camera."""
+"""Diffusion Policy: learning, samplers, EMA, the time-major convolution, angle inputs, and a camera."""
 
 import numpy as np
 import pytest
 import torch
 
 from policies import make_policy
-from policies.diffusion.unet import Upsample1d, im2col_conv1d
+from policies.diffusion.unet import Upsample1d, conv_time, time_major_conv1d
 
 from .synthetic import STATE_FEATURES, TINY, image_features, random_observation_window, train_losses
 
@@ -101,17 +101,55 @@ def test_without_ema_inference_uses_the_trained_network(task):
     policy.after_optimizer_step()  # a no-op, not an error
 
 
-@pytest.mark.parametrize(
-    "cin, cout, kernel, stride, padding, length", [(4, 8, 5, 1, 2, 16), (8, 8, 3, 2, 1, 16), (6, 3, 1, 1, 0, 5)]
-)
-def test_im2col_conv_equals_conv1d(cin, cout, kernel, stride, padding, length):
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("cin, cout, kernel, stride, length, batch", [
+    (4, 8, 5, 1, 16, 1), (8, 8, 3, 2, 16, 3), (6, 3, 1, 1, 5, 2), (2, 16, 5, 1, 8, 4),
+])
+def test_time_major_conv_equals_conv1d(training, cin, cout, kernel, stride, length, batch):
+    """The (1, k) channels-last convolution is nn.Conv1d's computation, values and gradients, in both modes."""
     torch.manual_seed(0)
-    conv = torch.nn.Conv1d(cin, cout, kernel, stride=stride, padding=padding).eval()  # eval: the im2col path
-    x = torch.randn(3, cin, length, requires_grad=True)
-    want = torch.nn.functional.conv1d(x, conv.weight, conv.bias, stride=stride, padding=padding)
-    assert torch.allclose(im2col_conv1d(x, conv), want, atol=1e-5)
-    im2col_conv1d(x, conv).sum().backward()
-    assert x.grad is not None and conv.weight.grad is not None
+    conv = time_major_conv1d(cin, cout, kernel, stride=stride).train(training)
+    x = torch.randn(batch, length, cin, requires_grad=True)  # (B, T, C) in memory, as the UNet keeps it
+    x4 = x.transpose(1, 2).unsqueeze(2)
+    assert x4.is_contiguous(memory_format=torch.channels_last)
+    want = torch.nn.functional.conv1d(x.transpose(1, 2), conv.weight, conv.bias, stride=stride, padding=kernel // 2)
+    got = conv_time(x4, conv)
+    assert got.shape == (batch, cout, 1, want.shape[-1])
+    assert torch.allclose(got.squeeze(2), want, atol=1e-5)
+    got.square().sum().backward()
+    grads = x.grad.clone(), conv.weight.grad.clone()
+    x.grad = conv.weight.grad = None
+    want.square().sum().backward()
+    assert torch.allclose(grads[0], x.grad, atol=1e-4) and torch.allclose(grads[1], conv.weight.grad, atol=1e-4)
+
+
+def test_unet_keeps_conv1d_state_dict_and_time_major_weights(task):
+    """Parameters have nn.Conv1d's shapes (a plain Conv1d UNet's state dict loads), stored time-major so that the
+    (C_out, C_in, 1, k) view is channels-last; the layout survives the EMA copy and a save/load round trip."""
+    policy = make_policy({"type": "diffusion", **TINY["diffusion"]}, STATE_FEATURES, task.stats())
+    unet = policy.network.unet
+    assert unet.mid[0].conv1.weight.shape == (32, 32, 3)  # (C_out, C_in, k) like nn.Conv1d
+    state = {k: v.contiguous() for k, v in policy.state_dict().items()}  # what safetensors stores
+    other = make_policy({"type": "diffusion", **TINY["diffusion"]}, STATE_FEATURES, task.stats())
+    other.load_state_dict(state)
+    for net in (policy.network, policy.ema_network, other.network, other.ema_network):
+        convs = [m for m in net.unet.modules() if isinstance(m, torch.nn.Conv1d)]
+        assert len(convs) > 10
+        assert all(c.weight.unsqueeze(2).is_contiguous(memory_format=torch.channels_last) for c in convs)
+    assert all(torch.equal(v, other.state_dict()[k]) for k, v in state.items())
+
+
+def test_batched_inference_equals_one_sample_at_a_time(task):
+    """Inference folds the batch into the convolution's height axis; each sample must still be its own."""
+    policy = make_policy({"type": "diffusion", **TINY["diffusion"], "num_inference_steps": 3}, STATE_FEATURES,
+                         task.stats()).eval()
+    obs = random_observation_window(policy, 3)
+    noise = torch.randn(3, policy.config.horizon, 2)
+    together = policy.predict_chunk(obs, noise=noise)
+    alone = torch.cat([policy.predict_chunk({k: v[i : i + 1] for k, v in obs.items()}, noise=noise[i : i + 1])
+                       for i in range(3)])
+    assert torch.allclose(together, alone, atol=1e-5)
+    assert not torch.allclose(together[0], together[1], atol=1e-3)
 
 
 def test_upsample_contains_the_papers_transposed_conv():
@@ -129,9 +167,11 @@ def test_upsample_contains_the_papers_transposed_conv():
         ours.conv.weight[channels:, :, 1] = w[:, :, 2].T
         ours.conv.weight[channels:, :, 2] = w[:, :, 0].T
         ours.conv.bias.copy_(torch.cat([reference.bias, reference.bias]))
-    x = torch.randn(2, channels, 5)
-    assert torch.allclose(ours.train()(x), reference(x), atol=1e-5)
-    assert torch.allclose(ours.eval()(x), reference(x), atol=1e-5)
+    x = torch.randn(2, 5, channels).transpose(1, 2)  # (B, C, T), time-major in memory
+    for mode in (True, False):
+        got = ours.train(mode)(x.unsqueeze(2))
+        assert got.is_contiguous(memory_format=torch.channels_last)
+        assert torch.allclose(got.squeeze(2), reference(x), atol=1e-5)
 
 
 def test_one_camera_forward_shapes_with_crop(task):
@@ -149,3 +189,32 @@ def test_one_camera_forward_shapes_with_crop(task):
     policy.reset()
     for _ in range(3):
         assert policy.select_action({k: v[:, -1] for k, v in obs.items()}).shape == (2, 2)
+
+
+def test_angle_inputs_see_an_angle_and_the_same_angle_plus_two_pi_alike(task):
+    """With angle_inputs the network reads (sin, cos): yaw and yaw + 2 pi (a wrap) give the same chunk; without, not."""
+    angle = {"angle_inputs": {"observation.environment_state": [2]}, "num_inference_steps": 3}
+    outputs = {}
+    for name, extra in (("angles", angle), ("plain", {"num_inference_steps": 3})):
+        torch.manual_seed(0)
+        policy = make_policy({"type": "diffusion", **TINY["diffusion"], **extra}, STATE_FEATURES, task.stats()).eval()
+        obs = random_observation_window(policy, 2)
+        wrapped = {k: v.clone() for k, v in obs.items()}
+        wrapped["observation.environment_state"][..., 2] += 2 * np.pi
+        noise = torch.randn(2, policy.config.horizon, 2)
+        outputs[name] = policy.predict_chunk(obs, noise=noise), policy.predict_chunk(wrapped, noise=noise)
+    assert torch.allclose(*outputs["angles"], atol=1e-4)
+    assert not torch.allclose(*outputs["plain"], atol=1e-3)
+
+
+@pytest.mark.parametrize("angles, message", [
+    ({"observation.environment_state": [3]}, "indexes past"),
+    ({"observation.images.top": [0]}, "not a state feature"),
+    ({"observation.state": [0]}, "not an input of this policy"),
+    ({"observation.environment_state": []}, "distinct dimension indices"),
+])
+def test_bad_angle_inputs_are_refused(task, angles, message):
+    inputs = {"observation.environment_state": [3]}  # the policy reads only the environment state
+    with pytest.raises(ValueError, match=message):
+        make_policy({"type": "diffusion", **TINY["diffusion"], "input_features": inputs, "angle_inputs": angles},
+                    STATE_FEATURES, task.stats())
