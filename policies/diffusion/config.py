@@ -20,10 +20,10 @@ class DiffusionConfig(PolicyConfig):
 
     Size: the budget is 30 ms per chunk with 10 DDIM steps (torch, batch 1, one CPU thread), i.e. ~3 ms per
     denoiser call. The paper's down_dims (512, 1024, 2048) (~250M parameters) takes ~2 s (LeRobot: 1.97 s);
-    at batch 1 the cost is per-call overhead plus weight traffic, and on this shared 2-core CPU even
-    [64, 128, 256] took ~45 ms per chunk best case. [64, 128] (two levels, 1.2M parameters; kernel 5, FiLM,
-    GroupNorm, Mish as in the paper) takes ~20 ms best case (benchmarks/bench_policy_inference.py). horizon 16
-    is then halved once (16 -> 8). Set down_dims to [512, 1024, 2048] for the paper size.
+    at batch 1 the cost is per-call overhead plus weight traffic. [64, 128] (two levels, 1.2M parameters; kernel 5,
+    FiLM, GroupNorm, Mish as in the paper) takes ~13-18 ms on this 2-core CPU (benchmarks/bench_policy_inference.py;
+    the UNet's layout is chosen for this, see policies/diffusion/unet.py). horizon 16 is then halved once (16 -> 8).
+    Set down_dims to [512, 1024, 2048] for the paper size.
     """
 
     type: str = "diffusion"
