@@ -137,8 +137,10 @@ class Policy(nn.Module, abc.ABC):
     # ----- the API ------------------------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def compute_loss(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        """Training loss on a collated dataset batch, and scalar logs."""
+    def compute_loss(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Training loss on a collated dataset batch, and scalar logs as detached 0-dim tensors. The caller turns the
+        logs into floats once per step: a float() in here would break a torch.compile graph and wait on the device
+        once per value."""
 
     @abc.abstractmethod
     def predict_normalized_chunk(self, observations: dict[str, Tensor]) -> Tensor:

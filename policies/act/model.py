@@ -352,7 +352,7 @@ class ACTPolicy(Policy):
         latent = torch.zeros(ref.shape[0], self.config.latent_dim, dtype=torch.float32, device=ref.device)
         return self.network(state, env_state, images, latent)
 
-    def compute_loss(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def compute_loss(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         obs = self.prepare_observations(batch)
         actions, is_pad = self.prepare_actions(batch)
         state, env_state, images = self._network_inputs(obs)
@@ -373,7 +373,7 @@ class ACTPolicy(Policy):
         l1 = (F.l1_loss(predicted, actions, reduction="none") * valid).sum()
         l1 = l1 / (valid.sum() * self.action_dim).clamp_min(1)  # mean over real (unpadded) action entries
         loss = l1 + self.config.kl_weight * kld
-        return loss, {"l1_loss": float(l1.detach()), "kld_loss": float(kld.detach()), "loss": float(loss.detach())}
+        return loss, {"l1_loss": l1.detach(), "kld_loss": kld.detach(), "loss": loss.detach()}
 
     def load_pretrained_weights(self) -> None:
         path = self.config.pretrained_backbone_weights

@@ -178,7 +178,7 @@ class DiffusionPolicy(Policy):
             [obs[k] for k in self.camera_keys],
         )
 
-    def compute_loss(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def compute_loss(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         obs = self.prepare_observations(batch)
         actions, is_pad = self.prepare_actions(batch)
         global_cond = self._global_cond(self.network, obs)
@@ -195,7 +195,7 @@ class DiffusionPolicy(Policy):
             loss = (loss * valid).sum() / (valid.sum() * self.action_dim).clamp_min(1)
         else:
             loss = loss.mean()
-        return loss, {"loss": float(loss.detach())}
+        return loss, {"loss": loss.detach()}
 
     def sample_normalized_trajectory(self, global_cond: Tensor, noise: Tensor, network: DiffusionNetwork) -> Tensor:
         """Run the sampler from `noise` (B, horizon, A) to a normalized trajectory; a fixed number of steps."""

@@ -75,7 +75,7 @@ class MLPPolicy(Policy):
     def predict_normalized_chunk(self, observations: dict[str, Tensor]) -> Tensor:
         return self.network([observations[k] for k in self.vector_keys], [observations[k] for k in self.camera_keys])
 
-    def compute_loss(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+    def compute_loss(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         obs = self.prepare_observations(batch)
         actions, is_pad = self.prepare_actions(batch)
         predicted = self.predict_normalized_chunk(obs)
@@ -83,7 +83,7 @@ class MLPPolicy(Policy):
         valid = (~is_pad).unsqueeze(-1).to(predicted.dtype)
         per_element = loss_fn(predicted, actions, reduction="none")
         loss = (per_element * valid).sum() / (valid.sum() * self.action_dim).clamp_min(1)
-        return loss, {f"{self.config.loss}_loss": float(loss.detach()), "loss": float(loss.detach())}
+        return loss, {f"{self.config.loss}_loss": loss.detach(), "loss": loss.detach()}
 
     def load_pretrained_weights(self) -> None:
         path = self.config.pretrained_backbone_weights

@@ -16,11 +16,11 @@ def test_loss_falls_on_a_tiny_dataset(task):
     rng = np.random.default_rng(1)
     policy.eval()
     held_out = task.batch(policy, 256, rng)
-    l1_before = policy.compute_loss(held_out)[1]["l1_loss"]
+    l1_before = float(policy.compute_loss(held_out)[1]["l1_loss"])
     losses = train_losses(policy, task, steps=150, lr=1e-3)
     assert np.mean(losses[-20:]) < 0.5 * np.mean(losses[:5])
     policy.eval()
-    l1_after = policy.compute_loss(held_out)[1]["l1_loss"]
+    l1_after = float(policy.compute_loss(held_out)[1]["l1_loss"])
     assert l1_after < 0.5 * l1_before
     # Inference (latent = prior mean) reproduces the trajectories in physical units.
     obs = {k: held_out[k] for k in policy.input_specs}
@@ -34,11 +34,13 @@ def test_kl_term_and_vae_switch(task):
     batch = task.batch(policy, 8, np.random.default_rng(0))
     policy.eval()
     loss, logs = policy.compute_loss(batch)
+    logs = {k: float(v) for k, v in logs.items()}
     assert logs["kld_loss"] > 0
     assert loss.item() == pytest.approx(logs["l1_loss"] + 3.0 * logs["kld_loss"], rel=1e-5)
     no_vae = make_policy({"type": "act", **TINY["act"], "use_vae": False}, STATE_FEATURES, task.stats())
     assert not any(name.startswith("network.vae_") for name, _ in no_vae.named_parameters())
     loss, logs = no_vae.compute_loss(batch)
+    logs = {k: float(v) for k, v in logs.items()}
     assert logs["kld_loss"] == 0.0 and loss.item() == pytest.approx(logs["l1_loss"])
 
 

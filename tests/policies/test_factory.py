@@ -149,3 +149,15 @@ def test_training_batch_that_does_not_match_the_config_is_refused(task):
         policy.compute_loss(dict(batch, action=torch.zeros(2, 8, 3)))
     with pytest.raises(ValueError, match="observation 'observation.environment_state' missing"):
         policy.compute_loss({k: v for k, v in batch.items() if not k.startswith("observation.environment_state")})
+
+
+@pytest.mark.parametrize("name", ["act", "diffusion", "mlp"])
+def test_compute_loss_traces_as_one_graph_for_torch_compile(task, name):
+    # Logs come back as 0-dim tensors: a float()/item() inside compute_loss splits the compiled graph (and syncs).
+    policy = make_policy({"type": name, **TINY[name]}, STATE_FEATURES, task.stats())
+    batch = task.batch(policy, 4, np.random.default_rng(0))
+    explanation = torch._dynamo.explain(policy.compute_loss)(batch)
+    assert explanation.graph_break_count == 0, [str(r.reason)[:200] for r in explanation.break_reasons]
+    loss, logs = policy.compute_loss(batch)
+    assert all(isinstance(v, torch.Tensor) and v.ndim == 0 and not v.requires_grad for v in logs.values())
+    assert float(logs["loss"]) == pytest.approx(float(loss))

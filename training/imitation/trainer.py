@@ -423,12 +423,12 @@ def _train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint
             batch = _to_device(next(batches), device)
             with hardware.autocast(device, amp_dtype):
                 loss, logs = loss_function(batch)
+            # The loss and the policy's logs (0-dim tensors) reach the host together: one device sync per step.
+            keys = list(logs)
+            values = torch.stack([loss.detach().float(), *(logs[k].float() for k in keys)]).tolist()
             if ctx.enabled:  # the loss of the global batch, and one finite-loss verdict for all ranks
-                keys = list(logs)
-                values = ctx.mean_over_ranks([float(loss.detach()), *(logs[k] for k in keys)], device)
-                global_loss, logs = values[0], dict(zip(keys, values[1:]))
-            else:
-                global_loss = loss.detach()
+                values = ctx.mean_over_ranks(values, device)
+            global_loss, logs = values[0], dict(zip(keys, values[1:]))
             if not math.isfinite(float(global_loss)):
                 raise FloatingPointError(f"training loss is {float(global_loss)} at step {step}; lower "
                                          "policy.optimizer_lr or check the dataset statistics")
