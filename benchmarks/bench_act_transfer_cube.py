@@ -27,12 +27,7 @@ from imitation_target import ImitationTarget, run_benchmark  # noqa: E402  (this
 
 SPEC = ImitationTarget(
     title="ACT state-only",
-    env_id="cerebellum/TransferCube-v0",
-    policy=dict(
-        type="act", chunk_size=50, n_action_steps=1, temporal_ensemble_coeff=0.01, dim_model=128, n_heads=8,
-        dim_feedforward=512, n_encoder_layers=2, n_decoder_layers=1, use_vae=False, dropout=0.0,
-        optimizer_lr=5e-4, optimizer_weight_decay=1e-4,
-    ),
+    experiment="act_transfer_cube",  # configs/experiment/act_transfer_cube.yaml
     target=0.95,
     anchors="ACT paper (sim transfer, scripted demos, cameras): 86%; LeRobot ACT on gym-aloha transfer cube: 83-88%",
     demos=50,

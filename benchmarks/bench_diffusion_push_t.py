@@ -31,13 +31,7 @@ from imitation_target import ImitationTarget, run_benchmark  # noqa: E402  (this
 
 SPEC = ImitationTarget(
     title="Diffusion Policy state-only",
-    env_id="cerebellum/PushT-v0",
-    policy=dict(
-        type="diffusion", n_obs_steps=2, horizon=16, n_action_steps=2, down_dims=[64, 128], kernel_size=5,
-        n_groups=8, diffusion_step_embed_dim=128, num_train_timesteps=100, inference_scheduler="ddim",
-        num_inference_steps=10, optimizer_lr=1e-3, optimizer_weight_decay=1e-6,
-        angle_inputs={"observation.environment_state": [2]},  # block yaw in rad, wrapped to [-pi, pi)
-    ),
+    experiment="diffusion_push_t",  # configs/experiment/diffusion_push_t.yaml
     target=0.90,
     anchors="Diffusion Policy paper, state Push-T: 0.91-0.95",
     demos=500,

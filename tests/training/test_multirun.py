@@ -1,5 +1,6 @@
 """Hydra sweeps of scripts/train.py: a 2-job multirun on the basic launcher, an Optuna search that optimizes the value
-the task returns, and the submitit (SLURM, local) launcher and Optuna sweep configs under configs/ compose."""
+the task returns, and the submitit (SLURM, local) launcher, Optuna sweep and experiment configs under configs/
+compose."""
 
 from __future__ import annotations
 
@@ -122,6 +123,22 @@ def test_optuna_sweep_configs_load_and_their_search_spaces_parse(compose, sweep,
         assert not isinstance(distribution, str), f"{key}={space} is not a search space"
     typed = finalize(OmegaConf.to_object(compose([f"+sweep={sweep}"], hydra=False)))  # the trainer's checks pass
     assert typed.objective == objective
+
+
+@pytest.mark.parametrize("experiment, env_id, policy, executed", [
+    ("act_transfer_cube", "cerebellum/TransferCube-v0", "act", 1),
+    ("diffusion_push_t", "cerebellum/PushT-v0", "diffusion", 2),
+])
+def test_experiment_configs_compose_into_checked_configs(compose, experiment, env_id, policy, executed):
+    from omegaconf import OmegaConf
+
+    typed = finalize(OmegaConf.to_object(compose([f"+experiment={experiment}"], hydra=False)))
+    assert (typed.env.id, typed.policy.type, typed.policy.n_action_steps, typed.batch_size) == (
+        env_id, policy, executed, 64)
+    if policy == "diffusion":  # a dotted feature name survives as one key
+        assert typed.policy.angle_inputs == {"observation.environment_state": [2]}
+    overridden = finalize(OmegaConf.to_object(compose([f"+experiment={experiment}", "batch_size=8"], hydra=False)))
+    assert overridden.batch_size == 8  # command-line overrides still win
 
 
 @pytest.mark.parametrize("override, message", [
