@@ -6,8 +6,9 @@ GPU-scale training). Measured in the same run: the scripted expert's own success
 
 Hyper-parameters for one CPU core (the other is left to the rest of the machine): the default UNet (down_dims
 64/128, the size that meets the 30 ms per-chunk inference target), 2 observation steps, horizon 16, DDIM with 10
-steps at inference, EMA, batch 64, AdamW 1e-3 with warm-up + cosine over the number of steps that fits the time
-budget (measured on this machine before training). Two choices differ from the paper's Push-T setup and were
+steps at inference, EMA, batch 64, AdamW 1e-3 with warm-up + cosine over 30,000 steps
+(configs/experiment/diffusion_push_t.yaml), or fewer where the time budget cannot fit them (the step time is measured
+on this machine before training; the measured run fitted 30,515 steps, before the recipe capped them). Two choices differ from the paper's Push-T setup and were
 measured here: the block yaw enters as (sin, cos) (`angle_inputs`; the paper's low-dim Push-T observes keypoints,
 which have no wrap at +-pi either), and 2 executed actions per chunk instead of 8 (re-planning every 0.2 s: on one
 checkpoint 82% success with 2, 78% with 4, 68% with 8 over 100 episodes). The default is 500 demos (the
