@@ -12,8 +12,8 @@ on this machine before training; the measured run fitted 30,515 steps, before th
 measured here: the block yaw enters as (sin, cos) (`angle_inputs`; the paper's low-dim Push-T observes keypoints,
 which have no wrap at +-pi either), and 2 executed actions per chunk instead of 8 (re-planning every 0.2 s: on one
 checkpoint 82% success with 2, 78% with 4, 68% with 8 over 100 episodes). The default is 500 demos (the
-issue asks for >= 100): in the same budget, 200 demos reached 82% over 100 episodes, and 500 demos reached 198/200 in
-this benchmark (37.3 min of training, load ~1.3).
+issue asks for >= 100): in the same budget, 200 demos reached 82% over 100 episodes, and 500 demos reached 194/200 in
+this benchmark (30,000 steps, 36.7 min of training, load ~1; an earlier run fitted to 30,515 steps: 198/200).
 
     MUJOCO_GL=egl python benchmarks/bench_diffusion_push_t.py                      # the full benchmark
     MUJOCO_GL=egl python benchmarks/bench_diffusion_push_t.py --demos 10 --train-minutes 1 --eval-episodes 8   # smoke
