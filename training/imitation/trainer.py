@@ -429,8 +429,8 @@ def _train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint
             if ctx.enabled:  # the loss of the global batch, and one finite-loss verdict for all ranks
                 values = ctx.mean_over_ranks(values, device)
             global_loss, logs = values[0], dict(zip(keys, values[1:]))
-            if not math.isfinite(float(global_loss)):
-                raise FloatingPointError(f"training loss is {float(global_loss)} at step {step}; lower "
+            if not math.isfinite(global_loss):
+                raise FloatingPointError(f"training loss is {global_loss} at step {step}; lower "
                                          "policy.optimizer_lr or check the dataset statistics")
             if scaler is not None:
                 scaler.scale(loss).backward()
