@@ -7,9 +7,11 @@ A bundle is one flat directory: manifest.json plus the ONNX file(s) it names. Ve
      "control": {"frequency_hz": 50.0, "chunk_size": 100, "n_action_steps": 100, "n_obs_steps": 1,
                  "chunk_offset": 0, "temporal_ensemble_coeff": null},
      "observation": [{"key": "observation.state", "shape": [14], "dtype": "float32",
-                      "units": ["rad", ...] | "rad", "names": ["left_waist", ...]}, ...],
+                      "units": ["rad", ...] | "rad", "names": ["left_waist", ...],
+                      "low": [...], "high": [...] (optional, float features only)}, ...],
      "action": {"names": [...], "units": [...], "lower": [...], "upper": [...],
-                "max_velocity": [...] (optional, units/s), "initial_from": {"key": ..., "indices": [...]} (optional)},
+                "max_velocity": [...] (optional, units/s), "initial_from": {"key": ..., "indices": [...]} (optional),
+                "max_tracking_error": [...] (optional, action units; needs initial_from)},
      "model": {"file": "policy.onnx", "sha256": "<hex>", "inputs": {"observation.state": "<onnx input>", ...},
                "output": "<onnx output>"},
      "sampler": null | {"type": "in_graph", "noise_input": "<onnx input>"?} | {"type": "ddim", ...see DdimSampler},
@@ -19,6 +21,14 @@ Model inputs are (1, *shape) per observation key, or (1, n_obs_steps, *shape) wh
 observation's dtype and physical units (normalization is folded into the graph); the output is
 (1, chunk_size, action_dim) in action units. Every key is required (null where allowed); unknown keys are errors,
 except inside "source".
+
+Safety fields (all optional, so bundles written before them still load; the runtime enforces what is present):
+  * observation[i].low / high: plausible range of each element (flattened, row-major) of a float feature; a value
+    outside it is a fault like NaN (the runner holds). Both or neither.
+  * action.max_velocity: per-joint rate limit of the commands. The runner refuses to run without one unless its
+    caller explicitly allows unlimited velocity.
+  * action.max_tracking_error: per joint, how far a command may be from the latest valid measured position
+    (action.initial_from); bounds the lead of the command over the robot, e.g. after the robot was stopped or pushed.
 """
 
 from __future__ import annotations
@@ -70,6 +80,9 @@ class ObservationFeature:
     dtype: str  # one of OBSERVATION_DTYPES
     units: str | tuple[str, ...]  # one unit for the whole feature, or one per element of a 1-D feature
     names: tuple[str, ...] | None = None  # per element of a 1-D feature (joint names), optional
+    # Plausible range per element (flattened, row-major), float features only; None: unchecked.
+    low: tuple[float, ...] | None = None
+    high: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,8 +101,11 @@ class ActionSpec:
     upper: tuple[float, ...]
     # In action units per second; None means the bundle sets no rate limit (the runner may still impose one).
     max_velocity: tuple[float, ...] | None = None
-    # Where the runner reads the robot's current command-space position on the first tick (see ChunkRunner).
+    # Where the runner reads the robot's measured command-space position (see ChunkRunner).
     initial_from: ObservationSlice | None = None
+    # In action units; every command stays within the latest valid measured position +- this (needs initial_from).
+    # None: commands are bounded by the limits and the rate limit only.
+    max_tracking_error: tuple[float, ...] | None = None
 
     @property
     def dim(self) -> int:
@@ -351,12 +367,31 @@ def _observation(data: Any, where: str) -> tuple[ObservationFeature, ...]:
         names = o.list_of("names", _string_item, required=False)
         if names is not None and (len(shape) != 1 or len(names) != shape[0]):
             raise o._err("names", f"expected one name per element of a 1-D feature of shape {list(shape)}")
+        low, high = _bounds(o, shape, dtype)
         o.finish()
-        features.append(ObservationFeature(key=key, shape=shape, dtype=dtype, units=units, names=names))
+        features.append(ObservationFeature(key=key, shape=shape, dtype=dtype, units=units, names=names, low=low,
+                                           high=high))
     keys = [f.key for f in features]
     if len(set(keys)) != len(keys):
         raise ManifestError(f"{where}: observation keys must be unique, got {keys}")
     return tuple(features)
+
+
+def _bounds(o: _Obj, shape: tuple[int, ...], dtype: str) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    size = math.prod(shape)
+    low = o.list_of("low", _finite, length=size, required=False)
+    high = o.list_of("high", _finite, length=size, required=False)
+    if low is None and high is None:
+        return None, None
+    if low is None or high is None:
+        raise o._err("low" if low is None else "high", "low and high go together: give both or neither")
+    if not dtype.startswith("float"):
+        raise o._err("low", f"range checks are for float features; this feature is {dtype}")
+    bad = [i for i in range(size) if not low[i] <= high[i]]
+    if bad:
+        raise o._err("low", f"low must be <= high for every element; not so at flat indices {bad[:8]} "
+                            f"(low {[low[i] for i in bad[:3]]}, high {[high[i] for i in bad[:3]]})")
+    return low, high
 
 
 def _action(o: _Obj) -> ActionSpec:
@@ -379,9 +414,16 @@ def _action(o: _Obj) -> ActionSpec:
         initial_from = ObservationSlice(key=initial.string("key"),
                                         indices=initial.list_of("indices", _int_item, length=dim))
         initial.finish()
+    tracking = o.list_of("max_tracking_error", _finite, length=dim, required=False)
+    if tracking is not None:
+        if any(v <= 0 for v in tracking):
+            raise o._err("max_tracking_error", f"every entry must be > 0 (action units), got {list(tracking)}")
+        if initial_from is None:
+            raise o._err("max_tracking_error", "bounds commands around the measured position, so it needs "
+                                               "action.initial_from (where the observation measures the joints)")
     o.finish()
     return ActionSpec(names=names, units=units, lower=lower, upper=upper, max_velocity=max_velocity,
-                      initial_from=initial_from)
+                      initial_from=initial_from, max_tracking_error=tracking)
 
 
 def _control(o: _Obj) -> ControlSpec:
@@ -563,12 +605,16 @@ def _manifest_to_dict(m: Manifest) -> dict[str, Any]:
         action["max_velocity"] = list(a.max_velocity)
     if a.initial_from is not None:
         action["initial_from"] = {"key": a.initial_from.key, "indices": list(a.initial_from.indices)}
+    if a.max_tracking_error is not None:
+        action["max_tracking_error"] = list(a.max_tracking_error)
     c = m.control
     observation = []
     for f in m.observation:
         entry = {"key": f.key, "shape": list(f.shape), "dtype": f.dtype, "units": units(f.units)}
         if f.names is not None:
             entry["names"] = list(f.names)
+        if f.low is not None:
+            entry["low"], entry["high"] = list(f.low), list(f.high)
         observation.append(entry)
     return {
         "format": FORMAT_NAME,

@@ -26,6 +26,7 @@ OPSET = 17
 STATE_KEY = "observation.state"
 IMAGE_KEY = "observation.images.top"
 IMAGE_SHAPE = (3, 4, 4)
+FAST = 1e6  # default rate limit of the test bundles, action units / s: far above any ramp they produce
 
 
 def _save(model: onnx.ModelProto, path: Path) -> None:
@@ -112,12 +113,21 @@ def doubling_encoder(action_dim: int) -> onnx.ModelProto:
 def make_manifest(action_dim: int = 2, chunk_size: int = 5, n_action_steps: int = 5, *, model_sha256: str = "0" * 64,
                   frequency_hz: float = 50.0, n_obs_steps: int = 1, chunk_offset: int = 0,
                   temporal_ensemble_coeff: float | None = None, limit: float = 1e4,
-                  max_velocity: tuple[float, ...] | None = None, initial_from: bool = False,
+                  max_velocity: float | tuple[float, ...] | None = None, initial_from: bool = False,
+                  state_range: tuple[float, float] | None = None,
+                  max_tracking_error: float | tuple[float, ...] | None = None,
                   with_image: bool = False, policy_type: str = "act", sampler=None,
                   model_inputs: dict[str, str] | None = None, model_output: str = "actions") -> Manifest:
+    """A manifest with the runtime's safety fields: by default the state measures the commanded joints
+    (initial_from) and the rate limit is FAST (never binding in these tests); `state_range` = (low, high) for every
+    state element, scalars broadcast to one value per joint."""
+    def per_joint(value):
+        return None if value is None else tuple(float(v) for v in np.broadcast_to(value, (action_dim,)))
+
+    low, high = (None, None) if state_range is None else (per_joint(state_range[0]), per_joint(state_range[1]))
     observation = [ObservationFeature(key=STATE_KEY, shape=(action_dim,), dtype="float32",
                                       units=tuple("rad" for _ in range(action_dim)),
-                                      names=tuple(f"joint{j}" for j in range(action_dim)))]
+                                      names=tuple(f"joint{j}" for j in range(action_dim)), low=low, high=high)]
     inputs = {STATE_KEY: "state_in"}
     if with_image:
         observation.append(ObservationFeature(key=IMAGE_KEY, shape=IMAGE_SHAPE, dtype="uint8", units="pixel"))
@@ -131,8 +141,9 @@ def make_manifest(action_dim: int = 2, chunk_size: int = 5, n_action_steps: int 
         action=ActionSpec(names=tuple(f"joint{j}" for j in range(action_dim)),
                           units=tuple("rad" for _ in range(action_dim)),
                           lower=tuple(-limit for _ in range(action_dim)), upper=tuple(limit for _ in range(action_dim)),
-                          max_velocity=max_velocity,
-                          initial_from=ObservationSlice(STATE_KEY, tuple(range(action_dim))) if initial_from else None),
+                          max_velocity=per_joint(max_velocity),
+                          initial_from=ObservationSlice(STATE_KEY, tuple(range(action_dim))) if initial_from else None,
+                          max_tracking_error=per_joint(max_tracking_error)),
         model=ModelFile(file="policy.onnx", sha256=model_sha256,
                         inputs=inputs if model_inputs is None else model_inputs, output=model_output),
         source=SourceSpec(checkpoint="tests/fake_checkpoint", config={"policy": {"name": policy_type}},

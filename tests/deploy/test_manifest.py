@@ -42,6 +42,21 @@ def test_round_trip_keeps_every_field(bundle):
     assert again == manifest
 
 
+def test_safety_fields_round_trip_and_stay_optional(tmp_path):
+    manifest = make_manifest(state_range=(-2.0, (3.0, 4.0)), max_tracking_error=(0.1, 0.2), max_velocity=(1.0, 2.0))
+    bundle = write_bundle(tmp_path / "b", ramp_model(2, 5), manifest)
+    loaded = load_manifest(bundle)
+    state = loaded.feature("observation.state")
+    assert (state.low, state.high) == ((-2.0, -2.0), (3.0, 4.0))
+    assert loaded.action.max_tracking_error == (0.1, 0.2) and loaded.action.max_velocity == (1.0, 2.0)
+    # A manifest written before these fields existed still loads, with every one of them off.
+    plain = write_bundle(tmp_path / "plain", ramp_model(2, 5), make_manifest(max_velocity=None, initial_from=False))
+    data = json.loads((plain / MANIFEST_FILE).read_text())
+    assert "low" not in data["observation"][0] and "max_velocity" not in data["action"]
+    old = load_manifest(plain)
+    assert old.observation[0].low is None and old.action.max_tracking_error is None
+
+
 def test_missing_bundle_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_manifest(tmp_path / "nowhere")
@@ -87,6 +102,13 @@ def _set(path, value):
     return mutate
 
 
+def _sets(*changes):
+    def mutate(data):
+        for path, value in changes:
+            _set(path, value)(data)
+    return mutate
+
+
 def _delete(path):
     def mutate(data):
         node = data
@@ -123,6 +145,22 @@ def _delete(path):
     (_set(["action", "initial_from"], {"key": "observation.state", "indices": [0, 5]}), ManifestError,
      "initial_from.indices"),
     (_delete(["source", "config"]), ManifestError, "missing required key 'source.config'"),
+    (_set(["observation", 0, "low"], [-1.0, -1.0]), ManifestError, "low and high go together"),
+    (_set(["observation", 0, "high"], [1.0, 1.0]), ManifestError, r"observation\[0\].low: low and high go together"),
+    (_sets((["observation", 0, "low"], [-1.0]), (["observation", 0, "high"], [1.0])), ManifestError,
+     r"observation\[0\].low: expected 2 entries, got 1"),
+    (_sets((["observation", 0, "low"], [-1.0, 2.0]), (["observation", 0, "high"], [1.0, 1.0])), ManifestError,
+     r"low must be <= high .*flat indices \[1\]"),
+    (_sets((["observation", 0, "low"], [-1.0, "x"]), (["observation", 0, "high"], [1.0, 1.0])), ManifestError,
+     r"observation\[0\].low\[1\]: expected a number"),
+    (_sets((["observation", 0, "low"], [-1.0, -1.0]), (["observation", 0, "high"], [1.0, 1e400])), ManifestError,
+     r"observation\[0\].high\[1\]: expected a finite number"),
+    (_sets((["observation", 0, "low"], [0, 0]), (["observation", 0, "high"], [1, 1]),
+           (["observation", 0, "dtype"], "int64")), ManifestError, "range checks are for float features"),
+    (_set(["action", "max_tracking_error"], [0.1]), ManifestError, "max_tracking_error: expected 2 entries"),
+    (_set(["action", "max_tracking_error"], [0.1, 0.0]), ManifestError, "max_tracking_error: every entry must be > 0"),
+    (_sets((["action", "max_tracking_error"], [0.1, 0.1]), (["action", "initial_from"], None)), ManifestError,
+     "max_tracking_error: .*needs action.initial_from"),
 ])
 def test_malformed_manifest_is_refused_with_a_specific_message(bundle, mutate, error, message):
     _edit(bundle, mutate)
