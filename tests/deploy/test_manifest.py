@@ -43,7 +43,8 @@ def test_round_trip_keeps_every_field(bundle):
 
 
 def test_safety_fields_round_trip_and_stay_optional(tmp_path):
-    manifest = make_manifest(state_range=(-2.0, (3.0, 4.0)), max_tracking_error=(0.1, 0.2), max_velocity=(1.0, 2.0))
+    manifest = make_manifest(state_range=(-2.0, (3.0, 4.0)), max_tracking_error=(0.1, 0.2), max_velocity=(1.0, 2.0),
+                             initial_from=True)
     bundle = write_bundle(tmp_path / "b", ramp_model(2, 5), manifest)
     loaded = load_manifest(bundle)
     state = loaded.feature("observation.state")
