@@ -11,6 +11,8 @@ _EXPORTS = {
     "CorruptFileError": "format",
     "DatasetFormatError": "format",
     "SchemaMismatchError": "format",
+    "ChecksumMismatchError": "checksums",
+    "LockHeldError": "locks",
     "load_images": "image_cache",
     "observation_to_dataset": "observations",
     "DatasetMeta": "reader",
@@ -25,7 +27,12 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
+_MODULES = ("checksums", "locks")
+
+
 def __getattr__(name: str):
+    if name in _MODULES:
+        return importlib.import_module(f".{name}", __name__)
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

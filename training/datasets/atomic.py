@@ -4,12 +4,38 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
 
+from .locks import pid_alive
+
 JOURNAL_NAME = ".commit-journal.json"
 STAGING_DIR = ".staging"
+# Scratch names carry their writer's pid, so a cleanup can tell a dead writer's leftovers from a live one's work.
+_TMP_FILE = re.compile(r"^\..+\.(\d+)-[0-9a-f]{32}\.tmp$")
+_STAGING = re.compile(r"^(\d+)-[0-9a-f]{32}$")
+
+
+def is_temp_name(name: str) -> bool:
+    return _TMP_FILE.match(name) is not None
+
+
+def is_dead_temp(name: str) -> bool:
+    """A scratch file named by temp_path whose writer is gone."""
+    match = _TMP_FILE.match(name)
+    return match is not None and not pid_alive(int(match.group(1)))
+
+
+def _owner_alive(match: re.Match | None) -> bool:
+    """False for leftovers of a dead writer, and for names without a pid (written by an older version)."""
+    return match is not None and pid_alive(int(match.group(1)))
+
+
+def temp_path(path: Path) -> Path:
+    """A scratch file beside ``path`` for write-then-rename, named after this process."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp")
 
 
 def fsync_file(path: Path) -> None:
@@ -36,12 +62,16 @@ def fsync_dir(path: Path) -> None:
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 
@@ -60,7 +90,7 @@ class Commit:
 
     def __init__(self, root: Path):
         self.root = Path(root)
-        self.staging = self.root / STAGING_DIR / uuid.uuid4().hex
+        self.staging = self.root / STAGING_DIR / f"{os.getpid()}-{uuid.uuid4().hex}"
         self.staging.mkdir(parents=True)
 
     def path(self, relative: str) -> Path:
@@ -113,10 +143,11 @@ def has_pending_commit(root: Path) -> bool:
 
 
 def recover(root: Path, clean_staging: bool = True) -> bool:
-    """Finish a commit interrupted after its journal was written; optionally drop staged leftovers.
+    """Finish a commit interrupted after its journal was written; optionally drop dead writers' leftovers.
 
-    Readers pass ``clean_staging=False``: a live writer may be staging its next batch right now.
-    Returns True when something was rolled forward or cleaned.
+    Readers pass ``clean_staging=False``. Writers call it holding the dataset's lock, and even then a staging
+    folder or temp file is deleted only when the pid in its name is no longer alive: a live writer's work in
+    progress is never touched. Returns True when something was rolled forward or cleaned.
     """
     root = Path(root)
     changed = False
@@ -126,10 +157,17 @@ def recover(root: Path, clean_staging: bool = True) -> bool:
     if not clean_staging:
         return changed
     staging_root = root / STAGING_DIR
-    if staging_root.exists():
-        shutil.rmtree(staging_root, ignore_errors=True)
-        changed = True
+    if staging_root.is_dir():
+        for area in staging_root.iterdir():
+            if not _owner_alive(_STAGING.match(area.name)):
+                shutil.rmtree(area, ignore_errors=True)
+                changed = True
+        try:
+            staging_root.rmdir()
+        except OSError:
+            pass  # a live writer's area is still inside
     for tmp in root.glob("**/.*.tmp"):
-        tmp.unlink(missing_ok=True)
-        changed = True
+        if not _owner_alive(_TMP_FILE.match(tmp.name)):
+            tmp.unlink(missing_ok=True)
+            changed = True
     return changed

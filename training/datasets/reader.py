@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import atomic
+from . import atomic, checksums
 from .format import (
     COLLECTION_PATH,
     EPISODES_DIR,
@@ -42,7 +43,7 @@ def read_json(path: Path, what: str) -> Any:
     if not path.exists():
         raise FileNotFoundError(f"{what} missing: {path}")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_bytes().decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CorruptFileError(f"{what} is not valid JSON: {path} ({err})") from err
 
@@ -85,32 +86,71 @@ def column_to_numpy(column: pa.ChunkedArray, key: str, width: int, where: str) -
 class DatasetMeta:
     """Everything about a dataset but its frames: info.json, stats, tasks and the per-episode table."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, verify: bool = True):
+        """``verify=False`` skips the sha256 checks of meta/checksums.json (for users who know their files are sound)."""
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"dataset directory does not exist: {self.root}")
+        self.verify = verify
         if atomic.has_pending_commit(self.root):
             # A writer died mid-commit after staging complete files; finishing it is always safe.
             atomic.recover(self.root, clean_staging=False)
+        try:
+            self._load()
+        except checksums.ChecksumMismatchError:
+            # A writer publishing a commit renames its files one by one: a reader caught in between sees new
+            # checksums with old metadata (or the reverse). A second look after the commit settles tells that
+            # apart from real corruption.
+            time.sleep(0.2)
+            if atomic.has_pending_commit(self.root):
+                atomic.recover(self.root, clean_staging=False)
+            self._load()
+
+    def _load(self) -> None:
+        self.checksums: dict[str, dict[str, Any]] | None = None
+        if self.verify:
+            self.checksums = checksums.read_manifest(self.root)
+            if self.checksums is None:
+                checksums.warn_unverified(self.root)
         info_path = self.root / INFO_PATH
+        if info_path.exists():
+            self.verify_file(info_path)
         self.info: dict[str, Any] = read_json(info_path, "LeRobot dataset info (meta/info.json)")
+        if not isinstance(self.info, dict):
+            raise DatasetFormatError(f"{info_path}: expected a JSON object, got {type(self.info).__name__}")
         validate_info(self.info, info_path)
         self.features: dict[str, dict[str, Any]] = self.info["features"]
         self.fps: int = int(self.info["fps"])
         self.tasks = self._read_tasks()
         self.episodes = self._read_episodes()
         stats_path = self.root / STATS_PATH
-        self.stats = stats_from_json(read_json(stats_path, "stats")) if stats_path.exists() else None
+        self.stats = None
+        if stats_path.exists():
+            self.verify_file(stats_path)
+            self.stats = stats_from_json(read_json(stats_path, "stats"))
         collection_path = self.root / COLLECTION_PATH
-        self.collection: dict[str, Any] | None = (
-            read_json(collection_path, "collection record") if collection_path.exists() else None
-        )
+        self.collection: dict[str, Any] | None = None
+        if collection_path.exists():
+            self.verify_file(collection_path)
+            self.collection = read_json(collection_path, "collection record")
+
+    def verify_file(self, path: Path) -> None:
+        """Check one file of the dataset against meta/checksums.json (a no-op without checksums or with verify=False).
+
+        Raises ChecksumMismatchError (a CorruptFileError) naming the file and both digests.
+        """
+        if self.checksums is None:
+            return
+        rel = Path(path).relative_to(self.root).as_posix()
+        checksums.verify_file(self.root, rel, self.checksums.get(rel))
 
     # ---- loading -------------------------------------------------------------------------------------
     def _read_tasks(self) -> list[str]:
         path = self.root / TASKS_PATH
         if self.info["total_episodes"] == 0 and not path.exists():
             return []
+        if path.exists():
+            self.verify_file(path)
         table = read_parquet(path, "task list")
         # LeRobot writes tasks as a pandas frame indexed by the task string; the index lands in a column
         # named "task" or "__index_level_0__" depending on whether the index was named.
@@ -135,6 +175,7 @@ class DatasetMeta:
             return pa.table({c: pa.array([], pa.int64()) for c in REQUIRED_EPISODE_COLUMNS})
         tables = []
         for path in paths:
+            self.verify_file(path)
             table = read_parquet(path, "episode metadata")
             missing = [c for c in REQUIRED_EPISODE_COLUMNS if c not in table.column_names]
             if missing:
@@ -273,6 +314,8 @@ def load_numeric(meta: DatasetMeta, keys: Sequence[str]) -> dict[str, np.ndarray
     for (chunk, file), eps in meta.episodes_by_file("data").items():
         path = meta.root / meta.info["data_path"].format(chunk_index=chunk, file_index=file)
         where = f"{path} ({describe_episodes(eps)})"
+        if path.exists():
+            meta.verify_file(path)
         table = read_parquet(path, describe_episodes(eps), columns=list(dict.fromkeys([*keys, "index", "episode_index"])))
         index = table.column("index").to_numpy()
         episode_index = table.column("episode_index").to_numpy()

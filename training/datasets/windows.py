@@ -21,14 +21,16 @@ class WindowDataset(torch.utils.data.Dataset):
     ``delta_indices`` maps feature keys to frame offsets (LeRobot style), e.g. {"observation.state": [-1, 0],
     "action": list(range(100))}. Offsets falling outside the episode repeat the edge frame and are flagged
     in ``<key>_is_pad``. Cameras come out uint8 (len(deltas), C, H, W) from a decode-once cache.
-    ``extra_keys`` are returned for the current frame only. Indexing with a list of sample ids returns a
+    ``extra_keys`` are returned for the current frame only. ``image_cache_dir`` overrides where decoded frames are
+    cached (see image_cache.cache_root). Indexing with a list of sample ids returns a
     whole stacked batch gathered with vectorized numpy indexing; ``make_dataloader`` feeds it batches of
     ids so the per-sample Python cost is negligible (a plain ``DataLoader(ds, batch_size=...)`` also works,
     one sample at a time).
     """
 
     def __init__(self, dataset: str | Path | DatasetMeta, delta_indices: Mapping[str, Sequence[int]],
-                 episodes: Sequence[int] | None = None, extra_keys: Sequence[str] = (), in_memory_images: bool = False):
+                 episodes: Sequence[int] | None = None, extra_keys: Sequence[str] = (), in_memory_images: bool = False,
+                 image_cache_dir: str | Path | None = None):
         self.meta = dataset if isinstance(dataset, DatasetMeta) else DatasetMeta(dataset)
         meta = self.meta
         if meta.total_episodes == 0:
@@ -50,7 +52,7 @@ class WindowDataset(torch.utils.data.Dataset):
             x = loaded[k]
             self._arrays[k] = np.ascontiguousarray(x if x.dtype == np.bool_ else x.astype(np.float32, copy=False))
         for k in cameras:
-            self._arrays[k] = load_images(meta, k, in_memory=in_memory_images)
+            self._arrays[k] = load_images(meta, k, in_memory=in_memory_images, cache_dir=image_cache_dir)
         self._episode_index = loaded["episode_index"].astype(np.int64)
         self._frame_index = loaded["frame_index"].astype(np.int64)
         self._index = loaded["index"].astype(np.int64)

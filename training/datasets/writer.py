@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import atomic
+from . import atomic, checksums
 from .format import (
     CODEBASE_VERSION,
     COLLECTION_PATH,
@@ -42,6 +42,7 @@ from .format import (
     is_visual,
     vector_width,
 )
+from .locks import LOCK_NAME, DirectoryLock
 from .reader import DatasetMeta, load_numeric
 from .stats import DEFAULT_RESERVOIR_SIZE, ImageStats, StatsAccumulator, episode_stats, stats_to_json
 from .video import VideoConfig, VideoStreamWriter, codec_name, resolve_codec
@@ -94,10 +95,13 @@ class DatasetWriter:
     """Records episodes into a LeRobot v3.0 dataset; use ``create`` for a new one, ``open`` to append/resume."""
 
     def __init__(self, root: Path, info: dict[str, Any], tasks: list[str], accumulator: StatsAccumulator,
-                 positions: dict[str, int], commit_every: int, video: VideoConfig):
+                 positions: dict[str, int], commit_every: int, video: VideoConfig, lock: DirectoryLock,
+                 files: dict[str, dict[str, Any]]):
         if commit_every < 1:
             raise ValueError(f"commit_every must be >= 1, got {commit_every}")
         self.root = Path(root)
+        self._lock = lock
+        self._files = files  # the checksum manifest as of the last commit
         self.info = info
         self.features: dict[str, dict[str, Any]] = info["features"]
         self.fps = int(info["fps"])
@@ -135,8 +139,8 @@ class DatasetWriter:
         root = Path(root)
         if (root / INFO_PATH).exists():
             raise FileExistsError(f"{root} already holds a dataset; open it with DatasetWriter.open to append")
-        if root.exists() and any(p.name not in (atomic.STAGING_DIR, atomic.JOURNAL_NAME) for p in root.iterdir()):
-            raise FileExistsError(f"{root} exists and is not empty; choose a new directory for the dataset")
+        if commit_every < 1:
+            raise ValueError(f"commit_every must be >= 1, got {commit_every}")
         if int(fps) != fps or fps <= 0:
             raise ValueError(f"fps must be a positive integer (LeRobot stores it as int), got {fps}")
         video = video or VideoConfig()
@@ -180,14 +184,26 @@ class DatasetWriter:
             "video_path": VIDEO_PATH if any(f["dtype"] == "video" for f in full.values()) else None,
             "features": full,
         }
-        root.mkdir(parents=True, exist_ok=True)
-        atomic.recover(root)
-        if collection is not None:
-            atomic.write_json_atomic(root / COLLECTION_PATH, dict(collection))
-        atomic.write_json_atomic(root / INFO_PATH, info)
-        accumulator = StatsAccumulator(_stat_kinds(full), reservoir_size=reservoir_size, seed=stats_seed)
-        positions = {"data": 0, "meta": 0, **{k: 0 for k, f in full.items() if f["dtype"] == "video"}}
-        return cls(root, info, [], accumulator, positions, commit_every, video)
+        lock = DirectoryLock(root, "dataset").acquire()
+        try:
+            # Checked again under the lock: another writer may have created the dataset since the check above.
+            if (root / INFO_PATH).exists():
+                raise FileExistsError(f"{root} already holds a dataset; open it with DatasetWriter.open to append")
+            ours = (atomic.STAGING_DIR, atomic.JOURNAL_NAME, LOCK_NAME)
+            if any(p.name not in ours and not atomic.is_temp_name(p.name) for p in root.iterdir()):
+                raise FileExistsError(f"{root} exists and is not empty; choose a new directory for the dataset")
+            atomic.recover(root)
+            if collection is not None:
+                atomic.write_json_atomic(root / COLLECTION_PATH, dict(collection))
+            atomic.write_json_atomic(root / INFO_PATH, info)
+            files = checksums.compute(root, [INFO_PATH] + ([COLLECTION_PATH] if collection is not None else []))
+            atomic.write_json_atomic(root / checksums.CHECKSUMS_PATH, checksums.manifest(files))
+            accumulator = StatsAccumulator(_stat_kinds(full), reservoir_size=reservoir_size, seed=stats_seed)
+            positions = {"data": 0, "meta": 0, **{k: 0 for k, f in full.items() if f["dtype"] == "video"}}
+            return cls(root, info, [], accumulator, positions, commit_every, video, lock, files)
+        except BaseException:
+            lock.release()
+            raise
 
     @classmethod
     def open(cls, root: str | Path, *, video: VideoConfig | None = None, commit_every: int = 10,
@@ -196,8 +212,21 @@ class DatasetWriter:
         root = Path(root)
         if not (root / INFO_PATH).exists():
             raise FileNotFoundError(f"no dataset to append to at {root} (missing {INFO_PATH})")
+        lock = DirectoryLock(root, "dataset").acquire()
+        try:
+            return cls._open_locked(root, lock, video, commit_every, reservoir_size)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def _open_locked(cls, root: Path, lock: DirectoryLock, video: VideoConfig | None, commit_every: int,
+                     reservoir_size: int) -> DatasetWriter:
         atomic.recover(root)
         meta = DatasetMeta(root)
+        # Appending to a dataset that carries no checksums (LeRobot's) adopts its files as they are now.
+        files = dict(meta.checksums) if meta.checksums is not None else checksums.compute(
+            root, checksums.dataset_files(root))
         info = json.loads((root / INFO_PATH).read_text())
         if video is None:
             video = VideoConfig()
@@ -220,13 +249,14 @@ class DatasetWriter:
                 files = sorted((root / "meta/episodes").glob("chunk-*/file-*.parquet"))
                 positions["meta"] = max(int(p.parent.name[6:]) * chunks + int(p.stem[5:]) for p in files) + 1
         accumulator = cls._restore_stats(meta, reservoir_size)
-        return cls(root, info, meta.tasks, accumulator, positions, commit_every, video)
+        return cls(root, info, meta.tasks, accumulator, positions, commit_every, video, lock, files)
 
     @staticmethod
     def _restore_stats(meta: DatasetMeta, reservoir_size: int) -> StatsAccumulator:
         kinds = _stat_kinds(meta.features)
         state_path = meta.root / STATS_STATE_PATH
         if state_path.exists():
+            meta.verify_file(state_path)
             acc = StatsAccumulator.from_npz(state_path)
             counts = {k: (s.count if hasattr(s, "count") else s.frames) for k, s in acc.stats.items()}
             if set(acc.stats) == set(kinds) and all(c == meta.total_frames for c in counts.values()):
@@ -293,6 +323,9 @@ class DatasetWriter:
         ``frames`` maps each declared feature to its per-frame values (cameras uint8 (T, H, W, 3)).
         ``extra`` adds per-episode columns to meta/episodes (e.g. the env seed and success).
         """
+        if not self._lock.held:
+            raise ValueError(f"{self.root}: this writer was closed or aborted and no longer holds the dataset's lock; "
+                             "reopen the dataset with DatasetWriter.open to append")
         arrays = self._validate(frames)
         extra = dict(extra or {})
         for name in extra:
@@ -418,8 +451,13 @@ class DatasetWriter:
         info.update({"total_episodes": total_episodes, "total_frames": total_frames,
                      "total_tasks": len(self.tasks), "splits": {"train": f"0:{total_episodes}"}})
         commit.path(INFO_PATH).write_text(json.dumps(info, indent=4))
+        files = dict(self._files)
+        files.update(checksums.compute(commit.staging, order + [INFO_PATH]))
+        commit.path(checksums.CHECKSUMS_PATH).write_text(json.dumps(checksums.manifest(files), indent=1))
+        order.append(checksums.CHECKSUMS_PATH)
         order.append(INFO_PATH)  # last: info.json is what marks the new episodes as part of the dataset
         commit.apply(order)
+        self._files = files
 
         self.info = info
         self.committed_episodes, self.committed_frames = total_episodes, total_frames
@@ -429,7 +467,7 @@ class DatasetWriter:
         self._committed_stats = self._stats.copy()
 
     def abort(self) -> None:
-        """Drop every pending (uncommitted) episode; the dataset stays as of the last commit."""
+        """Drop every pending (uncommitted) episode and release the lock; the dataset stays as of the last commit."""
         for writer in self._videos.values():
             writer.abort()
         if self._commit is not None:
@@ -440,9 +478,14 @@ class DatasetWriter:
         self._pending, self._pending_frames, self._videos, self._commit = [], 0, {}, None
         self._stats = self._committed_stats.copy()
         self.tasks = self.tasks[: int(self.info["total_tasks"])]
+        self._lock.release()
 
     def close(self) -> None:
-        self.commit()
+        """Commit what is pending and release the dataset's lock (the writer cannot be used afterwards)."""
+        try:
+            self.commit()
+        finally:
+            self._lock.release()
 
     def __enter__(self) -> DatasetWriter:
         return self

@@ -48,3 +48,29 @@ def make_episode(rng: np.random.Generator, n: int, video: bool = True) -> dict[s
 
 def concat(episodes: list[dict[str, np.ndarray]], key: str) -> np.ndarray:
     return np.concatenate([e[key] for e in episodes])
+
+
+def value_bytes_offset(path, column: str, row_group: int = 0) -> int:
+    """Offset of the last 8 value bytes of a parquet column chunk: flipping them changes values, not structure.
+
+    Our writer's columns are dictionary-encoded, so the values live at the end of the dictionary page (just before
+    the data page); without a dictionary page they end the column chunk.
+    """
+    import pyarrow.parquet as pq
+
+    md = pq.ParquetFile(path).metadata.row_group(row_group)
+    names = [md.column(i).path_in_schema for i in range(md.num_columns)]
+    chunk = md.column(next(i for i, n in enumerate(names) if n == column or n.startswith(column + ".")))
+    if chunk.dictionary_page_offset is not None:
+        return chunk.data_page_offset - 8
+    start = chunk.data_page_offset
+    return start + chunk.total_compressed_size - 8
+
+
+def flip(path, offset: int, count: int = 1, mask: int = 0xFF) -> None:
+    """XOR ``count`` bytes of a file at ``offset`` (negative offsets count from the end) with ``mask``."""
+    blob = bytearray(path.read_bytes())
+    offset = offset % len(blob)
+    for i in range(offset, min(offset + count, len(blob))):
+        blob[i] ^= mask
+    path.write_bytes(bytes(blob))

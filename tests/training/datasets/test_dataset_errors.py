@@ -33,8 +33,11 @@ def pristine(tmp_path_factory):
 
 @pytest.fixture
 def dataset(pristine, tmp_path):
+    """A copy without meta/checksums.json: these tests reach the structural checks that datasets without
+    checksums (LeRobot's) rely on; with checksums every edit below is caught earlier (test_dataset_checksums.py)."""
     root = tmp_path / "ds"
     shutil.copytree(pristine, root)
+    (root / "meta/checksums.json").unlink()
     return root
 
 

@@ -1,5 +1,7 @@
 """Training windows: observation history, action chunks, padding at episode edges, image cache, loaders."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -100,7 +102,9 @@ def test_image_cache_decodes_once(dataset, monkeypatch):
     root, _ = dataset
     meta = DatasetMeta(root)
     first = image_cache.load_images(meta, "observation.images.top")
-    assert isinstance(first, np.memmap) and (root / ".cache/decoded/observation.images.top.npy").exists()
+    entry = image_cache.cache_entry(meta, "observation.images.top")
+    assert isinstance(first, np.memmap) and entry.exists() and Path(first.filename) == entry
+    assert not (root / ".cache").exists()
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("the video was decoded again despite a valid cache")
