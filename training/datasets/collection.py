@@ -255,6 +255,7 @@ def collect(cfg: CollectConfig) -> CollectResult:
     start_episodes = writer.num_episodes
     result = CollectResult(root, start_episodes, 0, 0, 0, 0, 0, 0.0)
     if writer.num_episodes >= cfg.n_episodes:
+        writer.close()  # releases the dataset's lock
         probe.close()
         result.seconds = time.perf_counter() - t0
         return result
