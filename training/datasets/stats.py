@@ -4,6 +4,8 @@ Vectors: exact count/mean/std (Chan's parallel merge in float64), exact min/max,
 bounded uniform reservoir of rows (exact while the dataset has at most ``reservoir_size`` frames).
 Images: an exact 256-bin histogram per channel over every pixel of every frame, so mean, std, min, max
 and quantiles are exact; values are reported in [0, 1] with shape (3, 1, 1) like LeRobot.
+Vectors also carry ``max_abs_delta``: the largest |x[t+1] - x[t]| between consecutive frames of one episode (times
+fps, a speed); the exporter derives a bundle's default velocity limit from it. Each ``update`` is one episode.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 QUANTILES: dict[str, float] = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
 STAT_NAMES = ("mean", "std", "min", "max", "count", *QUANTILES)
+MAX_ABS_DELTA = "max_abs_delta"  # not a LeRobot statistic; readers that do not know it ignore it
 DEFAULT_RESERVOIR_SIZE = 100_000
 
 
@@ -32,16 +35,21 @@ class VectorStats:
         self.m2 = np.zeros(dim, np.float64)
         self.min = np.full(dim, np.inf)
         self.max = np.full(dim, -np.inf)
+        # None: unknown (restored from a state written before this statistic existed), never under-reported.
+        self.max_abs_delta: np.ndarray | None = np.zeros(dim, np.float64)
         self.reservoir_size = reservoir_size
         # Grown on demand so small datasets do not pay for the full reservoir.
         self.reservoir = np.zeros((0, dim), np.float64)
         self.rng = np.random.default_rng(seed)
 
     def update(self, x: np.ndarray) -> None:
+        """Add the frames of one episode (consecutive rows are consecutive frames: max_abs_delta reads them)."""
         x = np.asarray(x, np.float64).reshape(len(x), self.dim)
         n = len(x)
         if n == 0:
             return
+        if self.max_abs_delta is not None and n > 1:
+            self.max_abs_delta = np.maximum(self.max_abs_delta, np.abs(np.diff(x, axis=0)).max(0))
         batch_mean = x.mean(0)
         batch_m2 = ((x - batch_mean) ** 2).sum(0)
         total = self.count + n
@@ -88,6 +96,8 @@ class VectorStats:
         }
         qs = np.quantile(sample, list(QUANTILES.values()), axis=0)
         out.update({name: qs[i] for i, name in enumerate(QUANTILES)})
+        if self.max_abs_delta is not None:
+            out[MAX_ABS_DELTA] = self.max_abs_delta
         return out
 
     def state(self) -> dict[str, np.ndarray]:
@@ -102,6 +112,7 @@ class VectorStats:
             "reservoir": self.reservoir[:filled],
             "reservoir_size": np.array(self.reservoir_size),
             "rng": np.array(json.dumps(self.rng.bit_generator.state)),
+            **({} if self.max_abs_delta is None else {MAX_ABS_DELTA: self.max_abs_delta}),
         }
 
     @classmethod
@@ -110,6 +121,8 @@ class VectorStats:
         obj.count = int(s["count"])
         obj.mean, obj.m2, obj.min, obj.max = (np.array(s[k], np.float64) for k in ("mean", "m2", "min", "max"))
         obj.reservoir = np.array(s["reservoir"], np.float64).reshape(-1, obj.dim)
+        # A recording resumed from an older state: the episodes before it were never measured.
+        obj.max_abs_delta = np.array(s[MAX_ABS_DELTA], np.float64) if MAX_ABS_DELTA in s else None
         obj.rng.bit_generator.state = json.loads(str(s["rng"]))
         return obj
 
