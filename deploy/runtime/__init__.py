@@ -5,7 +5,7 @@ MuJoCo or the training code.
 """
 
 from .bundle_policy import BundlePolicy
-from .chunk_runner import FROM_MANIFEST, ChunkRunner
+from .chunk_runner import FROM_MANIFEST, ONE_PERIOD, ChunkRunner
 from .executors import SimulatedLatency
 from .manifest import (
     FORMAT_VERSION,
@@ -30,8 +30,8 @@ from .manifest import (
 from .stats import Fault, RunnerStatistics
 
 __all__ = [
-    "FORMAT_VERSION", "FROM_MANIFEST", "MANIFEST_FILE", "ActionSpec", "BundleError", "BundleIntegrityError",
-    "BundlePolicy", "ChunkRunner", "ControlSpec", "DdimSampler", "Fault", "InGraphSampler", "Manifest",
-    "ManifestError", "ModelFile", "ObservationFeature", "ObservationSlice", "RunnerStatistics", "SimulatedLatency",
-    "SourceSpec", "UnsupportedFormatVersion", "file_sha256", "load_manifest", "write_manifest",
+    "FORMAT_VERSION", "FROM_MANIFEST", "MANIFEST_FILE", "ONE_PERIOD", "ActionSpec", "BundleError",
+    "BundleIntegrityError", "BundlePolicy", "ChunkRunner", "ControlSpec", "DdimSampler", "Fault", "InGraphSampler",
+    "Manifest", "ManifestError", "ModelFile", "ObservationFeature", "ObservationSlice", "RunnerStatistics",
+    "SimulatedLatency", "SourceSpec", "UnsupportedFormatVersion", "file_sha256", "load_manifest", "write_manifest",
 ]

@@ -19,12 +19,16 @@ from .safety import ActionLimiter, ObservationChecker
 from .stats import Fault, RunnerStatistics
 
 
-class _FromManifest:
+class _Default:
+    def __init__(self, name: str):
+        self._name = name
+
     def __repr__(self) -> str:
-        return "FROM_MANIFEST"
+        return self._name
 
 
-FROM_MANIFEST: Any = _FromManifest()  # default of the overrides whose None already means "off"
+FROM_MANIFEST: Any = _Default("FROM_MANIFEST")  # default of the overrides whose None already means "off"
+ONE_PERIOD: Any = _Default("ONE_PERIOD")  # default sync deadline: one control period
 
 # Default seam crossfade in async mode: long enough to hide the step between two independently predicted chunks,
 # short enough that the fresher plan takes over within a few control periods.
@@ -34,6 +38,13 @@ DEFAULT_ASYNC_BLEND_S = 0.05
 class ChunkRunner:
     """Runs an exported policy bundle at the manifest's control frequency, one `tick()` per control period.
 
+    What tick() returns
+      * None: "no command" -- the runner has nothing safe to command; the caller keeps the robot driver's own hold.
+        That is every tick of an episode before the first model action: before the first valid observation (no
+        measured pose yet) and while the first chunk is computed (startup). The runner never invents a pose: every
+        command derives from the model and starts at a measured pose.
+      * otherwise a float32 array (action_dim,) in action units: the model's action for this tick, bounded as below,
+        or, after a fault, the last command again ("hold").
     Scheduling
       * chunk mode: a chunk is requested every `n_action_steps` ticks, from that tick's observation; action i of
         the chunk (counted from the manifest's chunk_offset) is the action for tick origin + i.
@@ -43,7 +54,12 @@ class ChunkRunner:
       * n_obs_steps > 1: the last n_obs_steps observations are stacked (the first one repeated at the start of an
         episode; a rejected observation is replaced by the last accepted one so the history keeps one entry per tick).
     Modes
-      * "sync": inference runs inside tick(); the chunk is used in the tick that requested it.
+      * "sync": inference runs inside tick(); the chunk is used in the tick that requested it. With a deadline
+        (`sync_deadline_s`, default one control period) the inference runs on a worker thread and tick() waits for
+        it at most that long: past it, the tick records a `late_chunk` fault and goes on without the chunk (the
+        previous plan's action if it has one for this tick, else a hold, or None before the first command); the
+        chunk is used when it lands, exactly like an async arrival (below). `sync_deadline_s=None` waits however
+        long inference takes, inline (deterministic: for simulation, not for a robot).
       * "async": inference runs in a background thread; until a chunk arrives the current one keeps executing.
         A chunk computed from tick s that arrives at tick t while the previous one executes starts at its action
         t - s (the actions whose time passed during inference are skipped) and is crossfaded with the previous
@@ -53,22 +69,26 @@ class ChunkRunner:
         r - s. The next request is due n_action_steps ticks after the chunk's (shifted) start.
         With `latency=SimulatedLatency(...)` the same happens deterministically: inference runs inline and its
         chunk is delivered ceil(latency * hz) ticks later (for closed-loop evaluation in simulation).
+        Pick sync when inference takes well under a control period (simplest timing), async when it takes longer.
     Observing the schedule
       * `on_chunk(observed_tick, start_tick)`, if given, is called inside the tick that accepts a chunk (not for a
         stale, failed or dropped one): action k of the chunk (counted from chunk_offset) is scheduled for tick
-        start_tick + k, so those before the accepting tick were skipped. sync: start_tick = observed_tick; async:
-        observed_tick, or later for a chunk that ends a hold (see above). An exception from it is recorded as an
-        internal_error fault and the tick goes on.
+        start_tick + k, so those before the accepting tick were skipped. sync: start_tick = observed_tick; async
+        (and a late sync chunk): observed_tick, or later for a chunk that ends a hold (see above). An exception from
+        it is recorded as an internal_error fault and the tick goes on.
     Safety (tick() never raises)
-      * every output is clamped to the action limits and moves at most max_velocity / hz per tick from the
-        previous output;
-      * a bad observation (not a mapping, missing key, wrong shape/dtype, NaN/inf), a model output with NaN/inf,
-        a failed inference, or no action for this tick (the chunk ran out before the next arrived) outputs the
-        last output again ("hold") and records the fault;
-      * first tick of an episode: the reference position is `initial_action` if given, else the observed position
-        named by the manifest's action.initial_from (clamped), else none. Until the first chunk arrives (startup,
-        not a fault) the runner outputs the reference, or the midpoint of the limits when there is none; the first
-        model action is rate-limited from that reference/output.
+      * the measured pose is the manifest's action.initial_from slice of the observation; a bundle without one
+        needs `initial_action` (the robot's pose in action units, per episode via reset(initial_action=...));
+      * the first command of an episode is rate-limited from the measured pose of its tick (clamped to the limits);
+        every later command moves at most max_velocity / hz from the previous one, and every command is within
+        the action limits. A velocity limit is required (manifest or `max_velocity=`): running without one takes
+        `allow_unlimited_velocity=True`;
+      * with max_tracking_error (manifest or override), every command is also within the tick's measured pose +-
+        that bound when the observation is valid (the limits and the rate limit win where they conflict);
+      * a bad observation (not a mapping, missing key, wrong shape/dtype, NaN/inf, outside the manifest's
+        low/high), a model output with NaN/inf, a failed inference, a missed sync deadline, or no action for this
+        tick (the chunk ran out before the next arrived) outputs the last command again ("hold"; None if nothing
+        was commanded yet) and records the fault.
     """
 
     def __init__(
@@ -82,6 +102,9 @@ class ChunkRunner:
         temporal_ensemble_coeff: float | None = FROM_MANIFEST,
         blend_ticks: int | None = None,
         max_velocity: float | Sequence[float] | None = FROM_MANIFEST,
+        allow_unlimited_velocity: bool = False,
+        max_tracking_error: float | Sequence[float] | None = FROM_MANIFEST,
+        sync_deadline_s: float | None = ONE_PERIOD,
         initial_action: Sequence[float] | None = None,
         seed: int | None = None,
         clock: Callable[[], float] = time.perf_counter,
@@ -93,6 +116,8 @@ class ChunkRunner:
             raise ValueError(f"mode must be 'sync' or 'async', got {mode!r}")
         if latency is not None and mode != "async":
             raise ValueError("simulated latency models asynchronous inference: use mode='async' with latency=...")
+        if not isinstance(allow_unlimited_velocity, bool):
+            raise ValueError(f"allow_unlimited_velocity must be True or False, got {allow_unlimited_velocity!r}")
         self.policy = BundlePolicy(bundle_dir, intra_op_threads=intra_op_threads, providers=providers,
                                    verify_hash=verify_hash)
         m: Manifest = self.policy.manifest
@@ -128,44 +153,87 @@ class ChunkRunner:
         self.blend_ticks = blend_ticks
 
         velocity = m.action.max_velocity if max_velocity is FROM_MANIFEST else max_velocity
-        if velocity is not None:
-            velocity = np.broadcast_to(np.asarray(velocity, np.float64), (self.action_dim,)).copy()
-            if not (np.isfinite(velocity).all() and (velocity > 0).all()):
-                raise ValueError(f"max_velocity must be positive and finite (action units per second), got {velocity}")
-        self.max_velocity = velocity
-        self._limiter = ActionLimiter(m.action.lower, m.action.upper, velocity, self.control_hz)
-
-        self._initial_action = None
-        if initial_action is not None:
-            initial = np.asarray(initial_action, np.float32)
-            if initial.shape != (self.action_dim,) or not np.isfinite(initial).all():
-                raise ValueError(f"initial_action must be {self.action_dim} finite numbers, got {initial_action!r}")
-            self._initial_action = self._limiter.clamp(initial)
+        if velocity is None and not allow_unlimited_velocity:
+            said = "max_velocity=None was passed" if max_velocity is None else "the manifest sets no max_velocity"
+            raise ValueError(f"{said}: the runner would move the robot as fast as the model says. Pass "
+                             f"max_velocity=<one value or {self.action_dim} values, action units per second>, or "
+                             "allow_unlimited_velocity=True if the robot limits its speed itself")
+        self.max_velocity = None if velocity is None else self._per_joint("max_velocity", velocity,
+                                                                           "action units per second")
         init = m.action.initial_from
+        tracking = m.action.max_tracking_error if max_tracking_error is FROM_MANIFEST else max_tracking_error
+        if tracking is not None:
+            if init is None:
+                raise ValueError("max_tracking_error bounds commands around the measured pose, but this bundle's "
+                                 "manifest has no action.initial_from saying where the observation measures it")
+            tracking = self._per_joint("max_tracking_error", tracking, "action units")
+        self.max_tracking_error = tracking
+        self._limiter = ActionLimiter(m.action.lower, m.action.upper, self.max_velocity, self.control_hz, tracking)
+
         self._init_key = init.key if init is not None else None
         self._init_indices = np.asarray(init.indices, np.intp) if init is not None else None
+        if init is not None and initial_action is not None:
+            raise ValueError(f"this bundle measures the robot's pose itself ({init.key}{list(init.indices)}, "
+                             "action.initial_from): initial_action is only for bundles without one")
+        if init is None and initial_action is None:
+            raise ValueError("this bundle's manifest has no action.initial_from, so the runner cannot measure where "
+                             f"the robot is: pass initial_action=<the robot's pose, {self.action_dim} values in "
+                             "action units> (and reset(initial_action=...) for each new episode)")
+        self._initial_action = None if initial_action is None else self._checked_initial_action(initial_action)
+
+        if sync_deadline_s is ONE_PERIOD:
+            sync_deadline_s = 1.0 / self.control_hz if mode == "sync" else None
+        elif sync_deadline_s is not None:
+            if mode != "sync":
+                raise ValueError("sync_deadline_s applies to mode='sync'; async inference never blocks tick()")
+            if isinstance(sync_deadline_s, bool) or not isinstance(sync_deadline_s, (int, float)) or not (
+                    math.isfinite(sync_deadline_s) and sync_deadline_s > 0):
+                raise ValueError(f"sync_deadline_s must be a positive number of seconds or None, got "
+                                 f"{sync_deadline_s!r}")
+        self.sync_deadline_s = sync_deadline_s
 
         if seed is None:
             seed = m.sampler.seed if isinstance(m.sampler, DdimSampler) else 0
         self._noise_rng = np.random.default_rng(seed)
-        if mode == "sync":
+        if mode == "sync" and sync_deadline_s is None:
             self._executor = InlineExecutor(clock)
         elif latency is not None:
             self._executor = SimulatedLatencyExecutor(latency, self.control_hz, clock)
         else:
             self._executor = ThreadExecutor(clock)
         weakref.finalize(self, self._executor.close)  # stop the inference thread even without close()
-        self._checker = ObservationChecker(m.observation)
+        self._checker = ObservationChecker(m.observation, m.action)
         self._n_obs = m.control.n_obs_steps
         self._ensembler = TemporalEnsembler(coeff, self._chunk_len, self.action_dim) if coeff is not None else None
         self.statistics = RunnerStatistics()
         self._generation = 0
         self._reset_episode()
 
+    def _per_joint(self, name: str, value: Any, units: str) -> np.ndarray:
+        try:
+            array = np.broadcast_to(np.asarray(value, np.float64), (self.action_dim,)).copy()
+        except (TypeError, ValueError):
+            array = None
+        if array is None or not (np.isfinite(array).all() and (array > 0).all()):
+            raise ValueError(f"{name} must be one positive finite number or {self.action_dim} of them ({units}), "
+                             f"got {value!r}")
+        return array
+
+    def _checked_initial_action(self, value: Any) -> np.ndarray:
+        try:
+            initial = np.asarray(value, np.float64)
+        except (TypeError, ValueError):
+            initial = None
+        if initial is None or initial.shape != (self.action_dim,) or not np.isfinite(initial).all():
+            raise ValueError(f"initial_action must be {self.action_dim} finite numbers (the robot's pose in action "
+                             f"units), got {value!r}")
+        return self._limiter.clamp(initial.astype(np.float32))
+
     # ------------------------------------------------------------------------------------------------ public API
 
-    def tick(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Return the action (float32, shape (action_dim,), action units) for this control tick. Never raises."""
+    def tick(self, observation: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """Return this control tick's command (float32, shape (action_dim,), action units), or None for "no
+        command: keep the driver's own hold" (see the class docstring). Never raises."""
         t = self._tick
         self._tick += 1
         self.statistics.ticks += 1
@@ -177,14 +245,21 @@ class ChunkRunner:
         finally:
             if self._ensembler is not None:
                 self._ensembler.retire(t)
-        return action.copy()
+        return None if action is None else action.copy()
 
-    def reset(self, seed: int | None = None) -> None:
-        """Start a new episode: forget chunks, history and the reference.
+    def reset(self, seed: int | None = None, initial_action: Sequence[float] | None = None) -> None:
+        """Start a new episode: forget chunks, history and the last command (the next ones return None until the
+        first model action).
 
         A result still in flight is dropped when it lands (a background inference cannot be interrupted, so the
         new episode's first request waits for it). `seed` reseeds the diffusion noise and the simulated latency.
+        `initial_action`: the robot's pose at the start of this episode, for a bundle without action.initial_from.
         """
+        if initial_action is not None:
+            if self._init_key is not None:
+                raise ValueError(f"this bundle measures the robot's pose itself ({self._init_key}, "
+                                 "action.initial_from): initial_action is only for bundles without one")
+            self._initial_action = self._checked_initial_action(initial_action)
         self._generation += 1
         self._executor.cancel()
         if seed is not None:
@@ -214,8 +289,7 @@ class ChunkRunner:
     def _reset_episode(self) -> None:
         self._tick = 0
         self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self._n_obs)
-        self._last_output: np.ndarray | None = None
-        self._reference: np.ndarray | None = None
+        self._last_output: np.ndarray | None = None  # the last command of this episode; None: nothing commanded yet
         self._active: tuple[int, np.ndarray] | None = None  # (origin tick, actions from chunk_offset on)
         self._previous: tuple[int, np.ndarray] | None = None  # the chunk being crossfaded out
         self._blend_start = 0
@@ -229,20 +303,27 @@ class ChunkRunner:
         if self._ensembler is not None:
             self._ensembler.reset()
 
-    def _step(self, t: int, observation: Any) -> np.ndarray:
+    def _step(self, t: int, observation: Any) -> np.ndarray | None:
         arrays, kind, detail = self._checker.check(observation)
+        measured = None  # this tick's measured pose in command space, read only where a bound needs it
         if kind is not None:
             self.statistics.fault(t, kind, detail)
             if self._history:
                 self._history.append(self._history[-1])
         else:
             self._remember(arrays)
-        if t == 0:
-            self._reference = self._initial_reference(arrays)
+            if self._init_key is not None and (self._last_output is None or self.max_tracking_error is not None):
+                measured = arrays[self._init_key][self._init_indices].astype(np.float32, copy=False)
 
         self._collect(t)
+        missed = False
         if arrays is not None and self._should_request(t):
             self._submit(t)
+            if self.sync_deadline_s is not None and not self._executor.wait(self.sync_deadline_s):
+                missed = True
+                self._starved = True  # counted in late_chunks when it lands
+                self.statistics.fault(t, Fault.LATE_CHUNK, f"inference from tick {t} not done within the sync "
+                                                           f"deadline ({self.sync_deadline_s * 1e3:.1f} ms)")
             self._collect(t)
         target = self._planned(t)
         if target is None and self._received_any and self._idle_since is None:
@@ -250,34 +331,34 @@ class ChunkRunner:
         if arrays is None:
             return self._hold(fault=True)
         if target is None:
-            if not self._received_any:
+            if not self._received_any and not missed:
                 self.statistics.startup_ticks += 1
                 return self._hold()
-            self.statistics.fault(t, Fault.NO_FRESH_CHUNK, "no action for this tick: the chunk ran out before the "
-                                                           "next one arrived")
+            if not missed:
+                self.statistics.fault(t, Fault.NO_FRESH_CHUNK, "no action for this tick: the chunk ran out before "
+                                                               "the next one arrived")
             if self._executor.busy:
                 self._starved = True
-            return self._hold(fault=True)
+            return self._hold(fault=True, measured=measured)
         if not np.isfinite(target).all():
             self.statistics.fault(t, Fault.NON_FINITE_ACTION, "the model produced NaN/inf")
-            return self._hold(fault=True)
-        previous = self._last_output if self._last_output is not None else self._reference
-        self._last_output = self._limiter.apply(target, previous)
+            return self._hold(fault=True, measured=measured)
+        previous = self._last_output
+        if previous is None:  # the episode's first command starts where the robot is
+            previous = self._limiter.clamp(measured) if measured is not None else self._initial_action
+        self._last_output = self._limiter.apply(target, previous, measured)
         return self._last_output
 
-    def _hold(self, fault: bool = False) -> np.ndarray:
+    def _hold(self, fault: bool = False, measured: np.ndarray | None = None) -> np.ndarray | None:
         if self._last_output is None:
-            self._last_output = self._reference if self._reference is not None else self._limiter.midpoint.copy()
+            self.statistics.no_command_ticks += 1
+            return None
         if fault:
             self.statistics.held_ticks += 1
+        if measured is not None and self.max_tracking_error is not None:
+            # A pushed or blocked robot: the held command follows it back into the tracking band, rate-limited.
+            self._last_output = self._limiter.apply(self._last_output, self._last_output, measured)
         return self._last_output
-
-    def _initial_reference(self, arrays: dict[str, np.ndarray] | None) -> np.ndarray | None:
-        if self._initial_action is not None:
-            return self._initial_action.copy()
-        if self._init_key is not None and arrays is not None:
-            return self._limiter.clamp(np.asarray(arrays[self._init_key], np.float32)[self._init_indices])
-        return None
 
     def _remember(self, arrays: dict[str, np.ndarray]) -> None:
         if self._n_obs == 1:

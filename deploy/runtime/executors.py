@@ -1,4 +1,5 @@
-"""Where chunk inference runs: inline (sync), a background thread (async), or inline with simulated latency."""
+"""Where chunk inference runs: inline (sync), a background thread (async, and sync with a deadline), or inline
+with simulated latency."""
 
 from __future__ import annotations
 
@@ -58,12 +59,16 @@ class InlineExecutor:
 
 
 class ThreadExecutor:
-    """Async mode: one background thread runs one inference at a time while the control loop keeps ticking."""
+    """Async mode: one background thread runs one inference at a time while the control loop keeps ticking.
+
+    Sync mode with a deadline uses it too: the control thread submits, then wait()s at most the deadline.
+    """
 
     def __init__(self, clock: Clock):
         self._clock = clock
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._results: queue.SimpleQueue = queue.SimpleQueue()
+        self._ready: InferenceResult | None = None  # taken from the queue by wait(), handed out by poll()
         self._busy = False  # written by the control thread only: set on submit, cleared when the result is taken
         self._thread = threading.Thread(target=self._work, name="chunk-runner-inference", daemon=True)
         self._thread.start()
@@ -78,11 +83,22 @@ class ThreadExecutor:
         self._busy = True
         self._jobs.put((origin_tick, generation, fn))
 
+    def wait(self, timeout_s: float) -> bool:
+        """Block until the inference in flight has a result or `timeout_s` passed; True if the result is ready."""
+        if self._ready is None and self._busy:
+            try:
+                self._ready = self._results.get(timeout=timeout_s)
+            except queue.Empty:
+                return False
+        return self._ready is not None
+
     def poll(self, tick: int) -> InferenceResult | None:
-        try:
-            result = self._results.get_nowait()
-        except queue.Empty:
-            return None
+        result, self._ready = self._ready, None
+        if result is None:
+            try:
+                result = self._results.get_nowait()
+            except queue.Empty:
+                return None
         self._busy = False
         return result
 

@@ -16,13 +16,16 @@ class Fault:
     BAD_SHAPE = "bad_shape"
     BAD_DTYPE = "bad_dtype"
     NON_FINITE_OBSERVATION = "non_finite_observation"
+    OUT_OF_RANGE_OBSERVATION = "out_of_range_observation"  # finite but outside the manifest's low/high
     NO_FRESH_CHUNK = "no_fresh_chunk"  # the executing chunk ran out before the next one arrived
+    LATE_CHUNK = "late_chunk"  # sync mode: the inference missed its deadline; the tick went on without it
     STALE_CHUNK = "stale_chunk"  # a chunk arrived after all of its actions were due: discarded
     INFERENCE_ERROR = "inference_error"
     NON_FINITE_ACTION = "non_finite_action"  # the model produced NaN/inf
     INTERNAL_ERROR = "internal_error"  # a bug in the runner; tick() still returns a held action
 
-    OBSERVATION_KINDS = (BAD_OBSERVATION, MISSING_KEY, BAD_SHAPE, BAD_DTYPE, NON_FINITE_OBSERVATION)
+    OBSERVATION_KINDS = (BAD_OBSERVATION, MISSING_KEY, BAD_SHAPE, BAD_DTYPE, NON_FINITE_OBSERVATION,
+                         OUT_OF_RANGE_OBSERVATION)
 
 
 class RunnerStatistics:
@@ -34,11 +37,14 @@ class RunnerStatistics:
 
     def reset(self) -> None:
         self.ticks = 0
-        self.startup_ticks = 0  # before the first chunk: the initial action is output, no fault
-        self.held_ticks = 0  # ticks that output the held action because of a fault
+        self.startup_ticks = 0  # before the first model action of an episode, once a pose was measured (no fault)
+        self.held_ticks = 0  # ticks that output the held (last) command because of a fault
+        self.no_command_ticks = 0  # ticks that returned None: nothing commanded yet this episode (startup included)
         self.requests = 0
         self.chunks_received = 0
-        self.late_chunks = 0  # chunks that arrived after the previous one had run out (holds happened)
+        # Chunks that arrived late: async, after the previous one had run out (holds happened); sync, after the
+        # deadline (the ticks in between went on with the previous plan or held).
+        self.late_chunks = 0
         self.stale_chunks = 0
         self.skipped_actions = 0  # actions of received chunks whose tick had already passed
         self.faults: Counter[str] = Counter()
@@ -53,6 +59,7 @@ class RunnerStatistics:
     def summary(self) -> dict[str, Any]:
         return {
             "ticks": self.ticks, "startup_ticks": self.startup_ticks, "held_ticks": self.held_ticks,
+            "no_command_ticks": self.no_command_ticks,
             "requests": self.requests, "chunks_received": self.chunks_received, "late_chunks": self.late_chunks,
             "stale_chunks": self.stale_chunks, "skipped_actions": self.skipped_actions,
             "faults": dict(self.faults),

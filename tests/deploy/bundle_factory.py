@@ -113,7 +113,7 @@ def doubling_encoder(action_dim: int) -> onnx.ModelProto:
 def make_manifest(action_dim: int = 2, chunk_size: int = 5, n_action_steps: int = 5, *, model_sha256: str = "0" * 64,
                   frequency_hz: float = 50.0, n_obs_steps: int = 1, chunk_offset: int = 0,
                   temporal_ensemble_coeff: float | None = None, limit: float = 1e4,
-                  max_velocity: float | tuple[float, ...] | None = None, initial_from: bool = False,
+                  max_velocity: float | tuple[float, ...] | None = FAST, initial_from: bool = True,
                   state_range: tuple[float, float] | None = None,
                   max_tracking_error: float | tuple[float, ...] | None = None,
                   with_image: bool = False, policy_type: str = "act", sampler=None,

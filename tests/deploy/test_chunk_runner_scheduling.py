@@ -1,22 +1,31 @@
 """Chunk scheduling, chunk offsets, observation history and temporal ensembling against hand-computed sequences."""
 
+import functools
+
 import numpy as np
 import pytest
 
 from deploy.runtime import ChunkRunner, SimulatedLatency
 from tests.deploy.bundle_factory import ramp_bundle, state_obs
 
+
+# Exact sequences: inference inline without a deadline, so a loaded test machine cannot turn a slow inference into a
+# late_chunk hold (the deadline has its own tests in test_chunk_runner_deadline.py).
+Runner = functools.partial(ChunkRunner, sync_deadline_s=None)
+
 # The ramp model returns actions[i] = state + i, so with state = 100 * tick the action a runner outputs at tick t
 # from a chunk requested at tick s is 100 * s + (t - s) (+ chunk_offset).
 
 
 def run(runner, states, image=False):
-    return np.array([runner.tick(state_obs(x, image=image)) for x in states])
+    """The commands as rows; NaN rows where tick() returned None (no command)."""
+    actions = [runner.tick(state_obs(x, image=image)) for x in states]
+    return np.array([np.full(2, np.nan, np.float32) if a is None else a for a in actions])
 
 
 def test_new_chunk_every_n_action_steps(tmp_path):
     bundle = ramp_bundle(tmp_path / "b", chunk_size=5, n_action_steps=3, with_image=True)
-    with ChunkRunner(bundle) as runner:
+    with Runner(bundle) as runner:
         actions = run(runner, [100 * t for t in range(9)], image=True)
     expected = [0, 1, 2, 300, 301, 302, 600, 601, 602]
     np.testing.assert_array_equal(actions, np.repeat(np.array(expected, np.float32)[:, None], 2, axis=1))
@@ -26,7 +35,7 @@ def test_new_chunk_every_n_action_steps(tmp_path):
 def test_n_action_steps_override_and_chunk_offset(tmp_path):
     # chunk_offset 2: the action for the observation's own tick is chunk[2].
     bundle = ramp_bundle(tmp_path / "b", chunk_size=6, chunk_offset=2, n_action_steps=4)
-    with ChunkRunner(bundle, n_action_steps=2) as runner:
+    with Runner(bundle, n_action_steps=2) as runner:
         actions = run(runner, [100 * t for t in range(6)])[:, 0]
     np.testing.assert_array_equal(actions, [2, 3, 202, 203, 402, 403])
     with pytest.raises(ValueError, match=r"n_action_steps must be an integer in \[1, 4\]"):
@@ -37,7 +46,7 @@ def test_observation_history_is_stacked_oldest_first_and_padded(tmp_path):
     # Two-step model: actions[i] = 1000 * state[t-1] + state[t] + i.
     bundle = ramp_bundle(tmp_path / "b", chunk_size=4, n_action_steps=2, n_obs_steps=2, with_image=True)
     states = [1, 2, 3, 4, 5, 6]
-    with ChunkRunner(bundle) as runner:
+    with Runner(bundle) as runner:
         actions = run(runner, states, image=True)[:, 0]
     # tick 0: history padded with the first observation -> 1000*1 + 1; tick 2: 1000*2 + 3; tick 4: 1000*4 + 5.
     np.testing.assert_array_equal(actions, [1001, 1002, 2003, 2004, 4005, 4006])
@@ -45,7 +54,7 @@ def test_observation_history_is_stacked_oldest_first_and_padded(tmp_path):
 
 def test_rejected_observation_is_replaced_by_the_last_good_one_in_the_history(tmp_path):
     bundle = ramp_bundle(tmp_path / "b", chunk_size=4, n_action_steps=2, n_obs_steps=2)
-    with ChunkRunner(bundle) as runner:
+    with Runner(bundle) as runner:
         out = [runner.tick(state_obs(x)) for x in (1, 2, 3)]
         out.append(runner.tick(state_obs(np.nan)))  # tick 3 rejected: history becomes [3, 3]
         out.append(runner.tick(state_obs(5)))  # tick 4 requests with history [3, 5]
@@ -68,7 +77,7 @@ def test_temporal_ensembling_matches_act_weights(tmp_path):
     coeff, chunk = 0.5, 4
     bundle = ramp_bundle(tmp_path / "b", chunk_size=chunk, n_action_steps=1, temporal_ensemble_coeff=coeff)
     state_of = lambda t: 10.0 * t + (t % 3) * 7.0  # not linear, so predictions for a tick disagree
-    with ChunkRunner(bundle) as runner:
+    with Runner(bundle) as runner:
         actions = run(runner, [state_of(t) for t in range(10)])
     chunks = [(s, s, ramp_chunk(s, state_of, chunk)) for s in range(10)]
     for t in range(10):
@@ -85,7 +94,7 @@ def test_temporal_ensembling_with_simulated_latency_and_jitter(tmp_path):
     bundle = ramp_bundle(tmp_path / "b", chunk_size=chunk, n_action_steps=1, temporal_ensemble_coeff=coeff,
                          frequency_hz=hz)
     state_of = lambda t: 10.0 * t + (t % 4) * 3.0
-    with ChunkRunner(bundle, mode="async", latency=latency) as runner:
+    with Runner(bundle, mode="async", latency=latency) as runner:
         actions = run(runner, [state_of(t) for t in range(30)])
     # Reproduce the schedule: one inference in flight; a new one is requested the tick the previous one lands.
     rng = np.random.default_rng(latency.seed)
@@ -98,7 +107,8 @@ def test_temporal_ensembling_with_simulated_latency_and_jitter(tmp_path):
     first = chunks[0][1]
     chunks[0] = (first, first, chunks[0][2])
     assert len({a - o for o, a, _ in chunks}) > 1, "the jitter should vary the delay"
-    np.testing.assert_array_equal(actions[:first], 0.0)  # startup: midpoint of the symmetric limits
+    np.testing.assert_array_equal(actions[:first], np.nan)  # startup: no command until the first chunk
     for t in range(first, 30):
         np.testing.assert_allclose(actions[t], ensembled_reference(chunks, coeff, t), rtol=1e-6)
     assert runner.statistics.startup_ticks == first and runner.statistics.held_ticks == 0
+    assert runner.statistics.no_command_ticks == first
