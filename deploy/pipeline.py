@@ -44,11 +44,33 @@ class PipelineConfig:
     output_dir: str = "outputs/quickstart"
 
     def validate(self) -> None:
+        """The config of every stage (collect, train, evaluate, export) is built and checked here, so a bad value
+        for a late stage is refused before the demos are recorded."""
         for name in ("demos", "steps", "batch_size", "eval_episodes", "n_envs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"quickstart: {name} must be >= 1, got {getattr(self, name)}")
+        if self.video_episodes < 0:
+            raise ValueError(f"quickstart: video_episodes must be >= 0, got {self.video_episodes}")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ValueError(f"quickstart: torch_threads must be >= 1 or null, got {self.torch_threads}")
         if "type" not in self.policy:
             raise ValueError(f"quickstart: policy needs a 'type' (act, diffusion or mlp), got {dict(self.policy)}")
+        out = Path(self.output_dir)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"quickstart: output_dir={self.output_dir!r} is a file, not a directory")
+        from deploy.export import ExportConfig
+        from training.evaluation import EvaluateConfig
+
+        try:
+            collect_cfg = _collect_config(self, out / "data")
+            collect_cfg.validate()
+            collect_cfg.resolve()
+            _train_config(self, out / "data")
+            EvaluateConfig(checkpoint=str(out / "train"), episodes=self.eval_episodes, n_envs=self.n_envs,
+                           video_episodes=self.video_episodes)
+            ExportConfig(checkpoint=str(out / "train"), output=str(out / "bundle")).validate()
+        except ValueError as err:
+            raise ValueError(f"quickstart: {err}") from None
 
 
 @dataclass
@@ -70,6 +92,12 @@ class PipelineResult:
                 f"  ONNX bundle {self.bundle} through ChunkRunner: success {self.bundle_success:.1%} "
                 f"(same outcome as the checkpoint in {self.same_outcomes}/{self.episodes} episodes)\n"
                 f"  time: {stages}")
+
+
+def _collect_config(cfg: PipelineConfig, data: Path):
+    from training.datasets.collection import CollectConfig
+
+    return CollectConfig(env_id=cfg.env_id, n_episodes=cfg.demos, output_dir=str(data), seed=cfg.seed, progress=True)
 
 
 def _train_config(cfg: PipelineConfig, data: Path):
@@ -127,7 +155,7 @@ def _refuse_other_run(saved, wanted, run_dir: Path) -> None:
 def run_pipeline(cfg: PipelineConfig, log=print) -> PipelineResult:
     from deploy.export import ExportConfig, export_checkpoint
     from training.checkpoints import checkpoint_to_resume, latest_checkpoint
-    from training.datasets.collection import CollectConfig, collect
+    from training.datasets.collection import collect
     from training.imitation.checkpoint import latest_of_run
     from training.imitation.trainer import run
 
@@ -137,8 +165,7 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> PipelineResult:
 
     start = time.perf_counter()
     data = out / "data"
-    collected = collect(CollectConfig(env_id=cfg.env_id, n_episodes=cfg.demos, output_dir=str(data), seed=cfg.seed,
-                                      progress=True))
+    collected = collect(_collect_config(cfg, data))
     seconds["collect"] = time.perf_counter() - start
     log(f"[1/5] demos: {collected.episodes} expert episodes of {cfg.env_id} in {data}")
 

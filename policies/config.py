@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -47,6 +48,11 @@ class PolicyConfig:
 
     def validate(self) -> None:
         name = type(self).__name__
+        for f in dataclasses.fields(self):
+            # NaN slips through every `x <= 0` check below; no policy field means anything by NaN or infinity.
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{name}.{f.name} must be a finite number, got {value}")
         if self.type != self.expected_type():
             raise ValueError(f"{name}.type must be {self.expected_type()!r}, got {self.type!r}")
         validate_mapping(self.normalization_mapping, f"{name}.normalization_mapping")
@@ -72,7 +78,8 @@ class PolicyConfig:
                 f"chunk every step, so n_action_steps must be 1, got {self.n_action_steps}"
             )
         if self.optimizer_lr <= 0 or self.optimizer_weight_decay < 0:
-            raise ValueError(f"{name}: optimizer_lr must be > 0 and optimizer_weight_decay >= 0")
+            raise ValueError(f"{name}: optimizer_lr must be > 0 and optimizer_weight_decay >= 0, got "
+                             f"{self.optimizer_lr} and {self.optimizer_weight_decay}")
 
     def features_ready(self) -> None:
         """Raise unless the feature specs are filled in (a network can only be built then)."""
@@ -93,5 +100,9 @@ class PolicyConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; known fields: {sorted(known)}")
+            import difflib
+
+            hints = [f"{k!r} (did you mean {near[0]!r}?)" if (near := difflib.get_close_matches(k, known, 1, 0.5))
+                     else repr(k) for k in unknown]
+            raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(hints)}; known fields: {sorted(known)}")
         return cls(**dict(data))

@@ -13,10 +13,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf
 
 from deploy.closed_loop import BundleRunConfig, evaluate_bundle
-from training.evaluation import EvaluateConfig, detect_kind, evaluate_checkpoint, load_for_evaluation
+from training import cli
+from training.evaluation import EvaluateConfig, check_evaluation_inputs, evaluate_checkpoint, load_for_evaluation
 
 
 @dataclass
@@ -32,21 +32,26 @@ class EvalAppConfig(EvaluateConfig):
 ConfigStore.instance().store(name="eval_schema", node=EvalAppConfig)
 
 
+def prepare(cfg) -> EvalAppConfig:
+    typed: EvalAppConfig = cli.to_object(cfg)
+    if check_evaluation_inputs(typed) == "bundle":
+        typed.bundle.validate()
+    return typed
+
+
 @hydra.main(config_path="../configs", config_name="eval", version_base="1.3")
 def main(cfg) -> None:
-    cfg: EvaluateConfig = OmegaConf.to_object(cfg)
-    output_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir)
-    try:  # a missing or invalid checkpoint or bundle is reported as one line
-        if detect_kind(cfg.checkpoint) == "bundle":
-            cfg.bundle.validate()
+    # A missing or invalid checkpoint or bundle, or a bad value: one line, exit 2.
+    with cli.reported(ValueError, FileNotFoundError, NotADirectoryError):
+        cfg = cli.prepared(cfg, prepare)
+        output_dir = Path(cfg.output_dir or HydraConfig.get().runtime.output_dir)
+        if check_evaluation_inputs(cfg) == "bundle":
             result = evaluate_bundle(cfg, output_dir)
         else:
             result = evaluate_checkpoint(cfg, output_dir, loaded=load_for_evaluation(cfg.checkpoint, cfg.device))
-    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
-        sys.exit(f"error: {err}")
     print(result.summary())
     print(f"results: {output_dir / 'results.json'}" + (f"; videos: {output_dir / 'videos'}" if result.videos else ""))
 
 
 if __name__ == "__main__":
-    main()
+    cli.start(main, "eval", prepare)

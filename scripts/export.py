@@ -12,22 +12,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import hydra
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
 
 from deploy.export.config import ExportConfig
+from training import cli
+from training.checkpoints import resolve_checkpoint
 
 ConfigStore.instance().store(name="export_schema", node=ExportConfig)
 
 
+def prepare(cfg) -> ExportConfig:
+    typed: ExportConfig = cli.to_object(cfg)
+    typed.validate()
+    resolve_checkpoint(typed.checkpoint)  # a missing checkpoint is named before Hydra makes its run dir
+    output = Path(typed.output)
+    if output.exists() and not output.is_dir():
+        raise NotADirectoryError(f"output={typed.output!r} is a file; a bundle is a directory")
+    return typed
+
+
 @hydra.main(config_path="../configs", config_name="export", version_base="1.3")
 def main(cfg) -> None:
-    cfg: ExportConfig = OmegaConf.to_object(cfg)
     from deploy.export import ParityError, export_checkpoint
 
-    try:
+    with cli.reported(ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, ParityError):
+        cfg = cli.prepared(cfg, prepare)
         result = export_checkpoint(cfg)
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, ParityError) as err:
-        sys.exit(f"error: {err}")
     print(result.summary())
     if result.parity is not None:
         print(f"parity (max |bundle - checkpoint|, {cfg.parity_samples} samples per set): "
@@ -35,4 +44,4 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.start(main, "export", prepare)

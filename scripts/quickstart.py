@@ -12,22 +12,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import hydra
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
 
 from deploy.pipeline import PipelineConfig, run_pipeline
+from training import cli
 
 ConfigStore.instance().store(name="quickstart_schema", node=PipelineConfig)
 
 
+def prepare(cfg) -> PipelineConfig:
+    typed: PipelineConfig = cli.to_object(cfg)
+    typed.validate()  # every stage's config: nothing is recorded before all of them pass
+    return typed
+
+
 @hydra.main(config_path="../configs", config_name="quickstart", version_base="1.3")
 def main(cfg) -> None:
-    try:
-        result = run_pipeline(OmegaConf.to_object(cfg))
-    except (ValueError, FileNotFoundError) as err:  # bad config or input: one message, no traceback
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    # Bad config or input: one message, no traceback. Hydra's run dir (under output_dir) is kept: the config was
+    # checked before it existed, so what fails here fails mid-job and its log is worth keeping.
+    with cli.reported(ValueError, FileNotFoundError, cleanup=False):
+        result = run_pipeline(cli.prepared(cfg, prepare))
     print(result.summary())
 
 
 if __name__ == "__main__":
-    main()
+    cli.start(main, "quickstart", prepare)

@@ -12,11 +12,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import hydra
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
 
 from envs.config import EnvConfig, make_env, register_hydra_schema
 from envs.experts import make_expert
 from envs.rollout import run_episode, write_video
+from training import cli
 
 
 @dataclass
@@ -31,11 +31,23 @@ register_hydra_schema()
 ConfigStore.instance().store(name="rollout_schema", node=RolloutConfig)
 
 
+def prepare(cfg) -> RolloutConfig:
+    typed: RolloutConfig = cli.to_object(cfg)
+    typed.env = EnvConfig.from_any(typed.env)
+    if typed.episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {typed.episodes}")
+    video = Path(typed.video)
+    if video.is_dir() or video.suffix.lower() != ".mp4":
+        raise ValueError(f"video={typed.video!r} must name an .mp4 file to write")
+    return typed
+
+
 @hydra.main(config_path="../configs", config_name="rollout", version_base="1.3")
 def main(cfg) -> None:
-    cfg: RolloutConfig = OmegaConf.to_object(cfg)
-    env = make_env(cfg.env, render_mode="rgb_array")
-    expert = make_expert(env)
+    with cli.reported(ValueError, TypeError):  # TypeError: an env option the task does not take
+        cfg = cli.prepared(cfg, prepare)
+        env = make_env(cfg.env, render_mode="rgb_array")
+        expert = make_expert(env)
     frames, results = [], []
     for episode in range(cfg.episodes):
         result = run_episode(env, expert, seed=cfg.seed + episode, record=True)
@@ -48,4 +60,4 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.start(main, "rollout", prepare)

@@ -15,11 +15,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf
 
+from training import cli
+from training.datasets.locks import LockHeldError
 from training.distributed import launched_rank, worker_hydra_overrides
 from training.imitation.checks import ImitationSetupError
-from training.imitation.config import finalize, register_configs
+from training.imitation.config import from_hydra, register_configs
 from training.imitation.trainer import run, sweep_objective
 
 register_configs()
@@ -28,17 +29,10 @@ register_configs()
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 def main(cfg) -> float | None:
     hydra_cfg = HydraConfig.get()
-    try:
-        cfg = finalize(OmegaConf.to_object(cfg))
-    except ValueError as err:  # a field value the dataclass checks refuse (types and names Hydra checked already)
-        print(f"error: invalid config: {err}", file=sys.stderr)
-        sys.exit(2)
-    try:
+    # Bad input (config values, dataset, env/policy mismatch, resume): one `error:` line, exit 2, no run dir left.
+    with cli.reported(ImitationSetupError, LockHeldError):
+        cfg = cli.prepared(cfg, from_hydra)
         result = run(cfg, default_run_dir=hydra_cfg.runtime.output_dir, overrides=list(hydra_cfg.overrides.task))
-    except ImitationSetupError as err:
-        # A user error found before training: one message, no traceback.
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
     if launched_rank() > 0:  # under torchrun, rank 0 reports
         return None
     budget = " (time budget reached)" if result.stopped_by_time_budget else ""
@@ -51,4 +45,4 @@ def main(cfg) -> float | None:
 
 if __name__ == "__main__":
     sys.argv += worker_hydra_overrides()  # torchrun ranks > 0 leave Hydra's run dir and logs to rank 0
-    main()
+    cli.start(main, "train", from_hydra, null_groups=("env",))

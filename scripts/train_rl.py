@@ -11,9 +11,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf
 
-from training.rl.config import finalize, register_configs
+from training import cli
+from training.rl.config import from_hydra, register_configs
 from training.rl.trainer import plan_run, train
 
 register_configs()
@@ -21,10 +21,8 @@ register_configs()
 
 @hydra.main(config_path="../configs", config_name="train_rl", version_base="1.3")
 def main(cfg) -> None:
-    try:  # bad input is reported as one line, before anything is built
-        plan = plan_run(finalize(OmegaConf.to_object(cfg)), default_run_dir=HydraConfig.get().runtime.output_dir)
-    except (ValueError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
+    with cli.reported(ValueError, FileNotFoundError):  # bad input: one line, before anything is built
+        plan = plan_run(cli.prepared(cfg, from_hydra), default_run_dir=HydraConfig.get().runtime.output_dir)
     if plan.resume is not None:
         print(f"resuming {plan.run_dir} from step {plan.resume.checkpoint.step} with the run's saved config")
     result = train(plan.cfg, plan.run_dir, resume=plan.resume)
@@ -34,4 +32,4 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.start(main, "train_rl", from_hydra)

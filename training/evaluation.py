@@ -441,11 +441,32 @@ class EvaluateConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
         for name in ("episodes", "n_envs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.video_episodes < 0:
             raise ValueError(f"video_episodes must be >= 0, got {self.video_episodes}")
+        if self.output_dir is not None and Path(self.output_dir).exists() and not Path(self.output_dir).is_dir():
+            raise ValueError(f"output_dir={self.output_dir!r} is a file, not a directory")
+
+
+def check_evaluation_inputs(cfg: EvaluateConfig) -> str:
+    """What scripts/eval.py checks before any work: the values, the device and that `checkpoint` names a checkpoint,
+    run dir or bundle (returns its kind)."""
+    from training.devices import check_device
+
+    if cfg.checkpoint in (MISSING, "", None):
+        raise ValueError("no checkpoint given: pass checkpoint=<checkpoint dir, run dir or bundle dir>")
+    cfg.validate()
+    check_device(cfg.device)
+    kind = detect_kind(cfg.checkpoint)
+    if kind not in POLICY_LOADERS:
+        raise ValueError(f"no evaluation loader for {kind!r} checkpoints ({cfg.checkpoint}); known kinds: "
+                         f"{sorted(POLICY_LOADERS)}")
+    return kind
 
 
 def evaluate_checkpoint(cfg: EvaluateConfig, output_dir: str | Path, loaded: LoadedPolicy | None = None

@@ -54,6 +54,75 @@ class CollectConfig:
     progress: bool = True
     video: VideoConfig = field(default_factory=VideoConfig)
 
+    def validate(self) -> None:
+        """Every check that needs no import, env or file written: values, names and the output path."""
+        for name in ("n_episodes", "n_envs", "commit_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1 or null, got {self.max_attempts}")
+        if self.fps is not None and self.fps < 1:
+            raise ValueError(f"fps must be >= 1 or null (the env's control rate), got {self.fps}")
+        if not isinstance(self.env_id, str) or not self.env_id.strip():
+            raise ValueError(f"env_id must name a registered Gymnasium env, got {self.env_id!r}")
+        module, sep, attr = str(self.policy_factory).partition(":")
+        if not (sep and module and attr):
+            raise ValueError(f"policy_factory must be 'module:attribute' (e.g. envs.experts:make_expert), got "
+                             f"{self.policy_factory!r}")
+        if self.vector_mode not in VECTOR_MODES:
+            raise ValueError(f"vector_mode must be one of {VECTOR_MODES}, got {self.vector_mode!r}")
+        import multiprocessing
+
+        if self.worker_start_method not in multiprocessing.get_all_start_methods():
+            raise ValueError(f"worker_start_method must be one of {multiprocessing.get_all_start_methods()}, got "
+                             f"{self.worker_start_method!r}")
+        cameras = list(self.cameras)
+        if any(not isinstance(c, str) or not c for c in cameras) or len(set(cameras)) != len(cameras):
+            raise ValueError(f"cameras must be distinct camera names (keys of obs['pixels']), got {cameras}")
+        if not self.record_state and not cameras:
+            raise ValueError("nothing to record: record_state=false and no cameras")
+        if not 0 <= self.video.crf <= 63 or self.video.gop < 1 or not (self.video.preset is None
+                                                                        or 0 <= self.video.preset <= 13):
+            raise ValueError(f"video.crf must be in [0, 63], video.gop >= 1 and video.preset in [0, 13] or null; "
+                             f"got {self.video.crf}, {self.video.gop}, {self.video.preset}")
+        _check_output_dir(Path(self.output_dir))
+
+    def resolve(self) -> Any:
+        """Import `import_modules` and the policy factory and check the env id: the policy factory, or a
+        ValueError naming what cannot be found."""
+        for module in self.import_modules:
+            try:
+                importlib.import_module(module)
+            except ImportError as err:
+                raise ValueError(f"import_modules: cannot import {module!r}: {err}") from None
+        try:
+            factory = import_object(self.policy_factory)
+        except (ImportError, AttributeError, ValueError) as err:
+            raise ValueError(f"policy_factory: {err}") from None
+        if not callable(factory):
+            raise ValueError(f"policy_factory {self.policy_factory!r} is not callable")
+        if self.env_id not in gym.registry:
+            raise ValueError(f"env id {self.env_id!r} is not registered (import_modules={list(self.import_modules)})")
+        return factory
+
+
+VECTOR_MODES = ("auto", "sync", "async")
+
+
+def _check_output_dir(root: Path) -> None:
+    """The dataset directory must be one that can be created and written, before any episode is rolled out."""
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"output_dir={str(root)!r} is a file, not a directory")
+    existing = root
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"output_dir={str(root)!r} cannot be created: {str(existing)!r} is a file")
+    import os
+
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"output_dir={str(root)!r} cannot be written: {str(existing)!r} is not writable")
+
 
 @dataclass
 class CollectResult:
@@ -223,16 +292,14 @@ def _make_vector_env(cfg: CollectConfig, make_env: EnvFactory) -> gym.vector.Vec
 
 def collect(cfg: CollectConfig) -> CollectResult:
     """Record ``cfg.n_episodes`` episodes into ``cfg.output_dir`` (resuming it if it exists)."""
-    if cfg.n_episodes < 1 or cfg.n_envs < 1:
-        raise ValueError(f"n_episodes and n_envs must be >= 1, got {cfg.n_episodes} and {cfg.n_envs}")
+    cfg.validate()
     t0 = time.perf_counter()
-    for module in cfg.import_modules:
-        importlib.import_module(module)
-    factory = import_object(cfg.policy_factory)
-    if cfg.env_id not in gym.registry:
-        raise ValueError(f"env id {cfg.env_id!r} is not registered (import_modules={cfg.import_modules})")
+    factory = cfg.resolve()
     make_env = EnvFactory(cfg.env_id, dict(cfg.env_kwargs), list(cfg.import_modules))
-    probe = make_env()  # local and never stepped: features, fps and the per-slot policies come from it
+    try:
+        probe = make_env()  # local and never stepped: features, fps and the per-slot policies come from it
+    except TypeError as err:  # an env_kwargs key the env does not take
+        raise ValueError(f"cannot build {cfg.env_id} with env_kwargs={dict(cfg.env_kwargs)}: {err}") from None
     cameras = list(cfg.cameras)
     features = features_from_env(probe, cfg.record_state, cameras)
     fps = env_fps(probe, cfg.fps)

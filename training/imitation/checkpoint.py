@@ -59,7 +59,7 @@ def save_imitation_checkpoint(
         type=policy.name,
         config=to_dict(cfg),
         write_files=write,
-        extra={"env_id": cfg.env.id, "dataset_root": str(cfg.dataset.root)},
+        extra={"env_id": cfg.env.id if cfg.env is not None else None, "dataset_root": str(cfg.dataset.root)},
         keep_last=cfg.checkpoint.keep_last,
     )
 
@@ -129,6 +129,9 @@ def load_for_evaluation(path: Path, device: str = "cpu"):
     from training.imitation.runner import BatchedPolicyRunner
 
     ic = read_imitation_checkpoint(path)
+    if ic.config.env is None:
+        raise ValueError(f"{ic.path} was trained without an env (env=null, from a dataset alone): there is no "
+                         "simulator to evaluate it in")
     policy = ic.load_policy(choose_device(device))
     features, _ = probe_env(ic.config.env)
     check_env_fits_policy(policy, ic.config.env, features)

@@ -10,7 +10,7 @@ import gymnasium as gym
 from envs.config import EnvConfig, make_env
 from policies.interface import Policy
 from training.datasets import DatasetMeta
-from training.datasets.format import INFO_PATH, DatasetFormatError
+from training.datasets.format import IMAGE_PREFIX, INFO_PATH, DatasetFormatError
 
 
 class ImitationSetupError(ValueError):
@@ -77,8 +77,10 @@ def check_env_fits_policy(policy: Policy, env_cfg: EnvConfig, features: Mapping[
             problems.append(f"the policy reads {key!r}, which env {env_cfg.id} (obs_mode={env_cfg.obs_mode!r}, "
                             f"cameras={env_cfg.cameras}) does not observe")
         elif tuple(features[key]) != tuple(spec.shape):
-            problems.append(f"{key!r} has shape {tuple(spec.shape)} for the policy but {tuple(features[key])} in the env "
-                            "(image_size / cameras differ?)")
+            # Only a camera's shape depends on image_size; a state vector of another length is another robot/task.
+            hint = " (image_size / cameras differ?)" if key.startswith(IMAGE_PREFIX) else ""
+            problems.append(f"{key!r} has shape {tuple(spec.shape)} for the policy but {tuple(features[key])} in the env"
+                            + hint)
     if tuple(features["action"]) != tuple(policy.action_spec.shape):
         problems.append(f"the policy outputs actions of shape {tuple(policy.action_spec.shape)}, env {env_cfg.id} "
                         f"takes {tuple(features['action'])}")

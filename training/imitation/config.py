@@ -16,6 +16,8 @@ from omegaconf import MISSING, OmegaConf
 from envs.config import EnvConfig
 from policies.config import PolicyConfig
 from policies.factory import policy_config_classes
+from training.cli import check_finite
+from training.devices import check_device
 from training.evaluation import PeriodicEvalConfig
 from training.logging import LoggerConfig
 
@@ -62,7 +64,7 @@ class OptimConfig:
     def validate(self) -> None:
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"optim.betas must be two numbers in [0, 1), got {list(self.betas)}")
-        if self.eps <= 0 or self.grad_clip_norm < 0 or self.warmup_steps < 0:
+        if not self.eps > 0 or not self.grad_clip_norm >= 0 or self.warmup_steps < 0:
             raise ValueError(f"optim.eps must be > 0, optim.grad_clip_norm and optim.warmup_steps >= 0; got "
                              f"{self.eps}, {self.grad_clip_norm}, {self.warmup_steps}")
         if self.scheduler not in SCHEDULERS:
@@ -82,7 +84,9 @@ class TrainCheckpointConfig:
 
 @dataclass
 class ImitationTrainConfig:
-    env: EnvConfig = field(default_factory=EnvConfig)
+    # None (env=null): train from the dataset alone, e.g. one recorded on a real robot; features come from the
+    # dataset's info.json and nothing is evaluated in simulation.
+    env: Optional[EnvConfig] = None
     policy: PolicyConfig = MISSING
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -117,6 +121,7 @@ class ImitationTrainConfig:
     objective: Optional[str] = None
 
     def validate(self) -> None:
+        check_finite(self)
         self.policy.validate()
         self.dataset.validate()
         self.optim.validate()
@@ -127,7 +132,7 @@ class ImitationTrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.val_every < 0:
             raise ValueError(f"val_every must be >= 0, got {self.val_every}")
-        if self.max_train_seconds is not None and self.max_train_seconds <= 0:
+        if self.max_train_seconds is not None and not self.max_train_seconds > 0:
             raise ValueError(f"max_train_seconds must be > 0 or null, got {self.max_train_seconds}")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be one of {DEVICES} or 'cuda:<index>', got {self.device!r}")
@@ -137,6 +142,9 @@ class ImitationTrainConfig:
             raise ValueError(f"amp_dtype must be one of {AMP_DTYPES}, got {self.amp_dtype!r}")
         if self.compile_mode not in COMPILE_MODES:
             raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
+        if self.env is None and self.eval.every_steps:
+            raise ValueError(f"eval.every_steps={self.eval.every_steps} evaluates in simulation, but env is null "
+                             "(training from the dataset alone); set eval.every_steps=0 or choose an env=...")
         self._validate_objective()
 
     def _validate_objective(self) -> None:
@@ -147,6 +155,8 @@ class ImitationTrainConfig:
         if not name.startswith(OBJECTIVE_PREFIXES):
             raise ValueError(f"objective must name a logged metric starting with {OBJECTIVE_PREFIXES} (e.g. "
                              f"eval/success_rate, val/loss, train/loss), got {name!r}")
+        if name.startswith("eval/") and self.env is None:
+            raise ValueError(f"objective={name} needs an evaluation in simulation, but env is null")
         if name.startswith("eval/") and self.eval.final_episodes == 0:
             raise ValueError(f"objective={name} needs the final evaluation: set eval.final_episodes >= 1")
         if name.startswith("val/") and self.dataset.val_episodes == 0:
@@ -170,10 +180,20 @@ def register_configs() -> None:
 
 def finalize(cfg: ImitationTrainConfig) -> ImitationTrainConfig:
     """Turn Hydra-built pieces into our dataclasses with their own checks, then validate the whole."""
-    cfg.env = EnvConfig.from_any(dataclasses.asdict(cfg.env) if dataclasses.is_dataclass(cfg.env) else cfg.env)
+    if cfg.env is not None:
+        cfg.env = EnvConfig.from_any(dataclasses.asdict(cfg.env) if dataclasses.is_dataclass(cfg.env) else cfg.env)
     cfg.logger = LoggerConfig(**dataclasses.asdict(cfg.logger))
     cfg.validate()
     return cfg
+
+
+def from_hydra(cfg: Any) -> ImitationTrainConfig:
+    """scripts/train.py's config: the composed DictConfig typed, finalized and validated (devices included)."""
+    from training.cli import to_object
+
+    typed = finalize(to_object(cfg))
+    check_device(typed.device)  # here, not in validate(): a saved config may name a GPU this machine lacks
+    return typed
 
 
 def config_from_dict(data: Mapping[str, Any]) -> ImitationTrainConfig:
@@ -183,8 +203,18 @@ def config_from_dict(data: Mapping[str, Any]) -> ImitationTrainConfig:
     classes = policy_config_classes()
     if policy.get("type") not in classes:
         raise ValueError(f"config names policy type {policy.get('type')!r}; known policies: {sorted(classes)}")
+    from omegaconf.errors import OmegaConfBaseException
+
+    from policies.factory import config_from_dict as policy_config_from_dict
+    from training.cli import one_line
+
+    policy_config_from_dict(policy)  # unknown or bad policy fields, named with the closest known one
     schema = OmegaConf.structured(ImitationTrainConfig(policy=classes[policy["type"]]()))
-    return finalize(OmegaConf.to_object(OmegaConf.merge(schema, data)))
+    try:
+        merged = OmegaConf.merge(schema, data)
+    except OmegaConfBaseException as err:  # an unknown key or a value of the wrong type
+        raise ValueError(one_line(err)) from None
+    return finalize(OmegaConf.to_object(merged))
 
 
 def to_dict(cfg: ImitationTrainConfig) -> dict[str, Any]:

@@ -74,7 +74,18 @@ def run(cfg: ImitationTrainConfig, default_run_dir: str | Path, overrides: Seque
         if distributed.launched_rank() == 0:
             print(f"resuming {cfg.resume} at step {resumed.step} with the run's saved config")
         return train(resumed_cfg, Path(cfg.resume), resume=resumed)
+    if cfg.env is None:
+        check_no_eval_overrides(overrides)
     return train(cfg, Path(cfg.run_dir or default_run_dir))
+
+
+def check_no_eval_overrides(overrides: Sequence[str]) -> None:
+    """With env=null nothing is evaluated; an evaluation asked for on the command line is refused, not ignored."""
+    asked = [o for o in overrides if _override_key(o).startswith("eval.") and _override_key(o) != "eval.async_envs"
+             and o.split("=", 1)[-1].strip() not in ("0", "null")]
+    if asked:
+        raise ImitationSetupError(f"env is null (training from the dataset alone), so there is no evaluation in "
+                                  f"simulation, but {asked} asks for one; drop it or choose an env=...")
 
 
 def _override_key(override: str) -> str:
@@ -262,11 +273,13 @@ def _train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint
     if resume is not None and resume.state.get("dataset") != fingerprint:
         raise ImitationSetupError(f"cannot resume: dataset {meta.root} is not the one the run was trained on "
                                   f"(recorded {resume.state.get('dataset')}, found {fingerprint})")
-    env_features, control_hz = probe_env(cfg.env)
-    check_dataset_fits_env(meta, cfg.env, control_hz)
+    if cfg.env is not None:  # without one (env=null) the dataset alone defines the features
+        env_features, control_hz = probe_env(cfg.env)
+        check_dataset_fits_env(meta, cfg.env, control_hz)
     seed_everything(cfg.seed)  # the same on every rank: every process builds the same initial weights
     policy = build_policy(cfg, meta)
-    check_env_fits_policy(policy, cfg.env, env_features)
+    if cfg.env is not None:
+        check_env_fits_policy(policy, cfg.env, env_features)
     if cfg.init_from and resume is None:
         init_weights_from(policy, cfg.init_from)
     train_eps, val_eps = split_episodes(cfg, meta)
@@ -489,7 +502,7 @@ def _train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint
         # After the last checkpoint only rank 0 has work left (the other ranks return).
         if main and val_ds is not None and not interrupted and not (cfg.val_every and step % cfg.val_every == 0):
             log({"val/loss": validation_loss()}, step)
-        if main and cfg.eval.final_episodes and not interrupted:
+        if main and cfg.eval.final_episodes and not interrupted and cfg.env is not None:
             final = evaluate_now(step, cfg.eval.final_episodes, cfg.eval.video_episodes, "final")
     finally:
         bar.close()

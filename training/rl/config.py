@@ -7,12 +7,14 @@ a PPO-only field given to SAC, or a typo, fails before anything is built.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from omegaconf import MISSING, OmegaConf
 
 from envs.config import EnvConfig
+from training.cli import check_finite
 from training.evaluation import PeriodicEvalConfig
 from training.logging import LoggerConfig
 
@@ -43,7 +45,7 @@ class AlgoConfig:
     device: str = "cpu"
 
     def validate(self) -> None:
-        if self.learning_rate <= 0:
+        if not self.learning_rate > 0:
             raise ValueError(f"algo.learning_rate must be > 0, got {self.learning_rate}")
         if self.learning_rate_schedule not in SCHEDULES:
             raise ValueError(f"algo.learning_rate_schedule must be one of {SCHEDULES}, got {self.learning_rate_schedule!r}")
@@ -51,7 +53,7 @@ class AlgoConfig:
             raise ValueError(f"algo.gamma must be in (0, 1], got {self.gamma}")
         if self.n_envs < 1:
             raise ValueError(f"algo.n_envs must be >= 1, got {self.n_envs}")
-        if self.clip_obs <= 0:
+        if not self.clip_obs > 0:
             raise ValueError(f"algo.clip_obs must be > 0, got {self.clip_obs}")
         if not self.net_arch or any(int(w) < 1 for w in self.net_arch):
             raise ValueError(f"algo.net_arch must list layer widths >= 1, got {list(self.net_arch)}")
@@ -202,6 +204,8 @@ def _check_auto_or_number(name: str, value: str, allow_auto_init: bool) -> None:
     except ValueError:
         raise ValueError(f"{name} must be 'auto'{', auto_<float>' if allow_auto_init else ''} or a number, "
                          f"got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
     if allow_auto_init and number <= 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
 
@@ -257,12 +261,13 @@ class RLTrainConfig:
     resume: Optional[str] = None
 
     def validate(self) -> None:
+        check_finite(self)
         self.algo.validate()
         self.eval.validate()
         self.checkpoint.validate()
         if self.total_timesteps < 1:
             raise ValueError(f"total_timesteps must be >= 1, got {self.total_timesteps}")
-        if self.max_train_seconds is not None and self.max_train_seconds <= 0:
+        if self.max_train_seconds is not None and not self.max_train_seconds > 0:
             raise ValueError(f"max_train_seconds must be > 0 or null, got {self.max_train_seconds}")
         if self.vec_env not in VEC_ENVS:
             raise ValueError(f"vec_env must be one of {VEC_ENVS}, got {self.vec_env!r}")
@@ -305,6 +310,16 @@ def finalize(cfg: RLTrainConfig) -> RLTrainConfig:
     cfg.logger = LoggerConfig(**dataclasses.asdict(cfg.logger))
     cfg.validate()
     return cfg
+
+
+def from_hydra(cfg: Any) -> RLTrainConfig:
+    """scripts/train_rl.py's config: the composed DictConfig typed, finalized and validated (the device included)."""
+    from training.cli import to_object
+    from training.devices import check_device
+
+    typed = finalize(to_object(cfg))
+    check_device(typed.algo.device, "algo.device")  # not in validate(): a saved config may name a missing GPU
+    return typed
 
 
 def to_dict(cfg: RLTrainConfig) -> dict[str, Any]:

@@ -87,7 +87,7 @@ def test_env_without_requested_camera(tmp_path):
     env = gym.make(toy.ENV_ID)
     with pytest.raises(ValueError, match=r"cameras \['top'\] are not in obs\['pixels'\] \(available: \[\]\)"):
         features_from_env(env, True, ["top"])
-    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+    with pytest.raises(ValueError, match="policy_factory: module .* has no attribute 'nope'"):
         collect(config(tmp_path / "x", policy_factory="toy_env_for_datasets:nope"))
 
 
