@@ -12,8 +12,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from deploy.runtime import (ActionSpec, ChunkRunner, ControlSpec, Manifest, ModelFile, ObservationFeature,
-                            ObservationSlice, SourceSpec, file_sha256, write_manifest)
+from deploy.runtime import (ONE_PERIOD, ActionSpec, ChunkRunner, ControlSpec, Manifest, ModelFile,
+                            ObservationFeature, ObservationSlice, SourceSpec, file_sha256, write_manifest)
 
 STATE, ENV = "observation.state", "observation.environment_state"
 
@@ -43,8 +43,11 @@ def build_bundle(directory: Path, state_dim: int, env_dim: int, chunk: int, coef
         policy_type="act",
         control=ControlSpec(frequency_hz=50.0, chunk_size=chunk, n_action_steps=1 if coeff is not None else chunk,
                             temporal_ensemble_coeff=coeff),
-        observation=(ObservationFeature(STATE, (state_dim,), "float32", "rad", names),
-                     ObservationFeature(ENV, (env_dim,), "float32", "m")),
+        # Range checks on both features, as exported bundles carry them: they are part of every tick's cost.
+        observation=(ObservationFeature(STATE, (state_dim,), "float32", "rad", names, low=(-1e3,) * state_dim,
+                                        high=(1e3,) * state_dim),
+                     ObservationFeature(ENV, (env_dim,), "float32", "m", low=(-1e3,) * env_dim,
+                                        high=(1e3,) * env_dim)),
         action=ActionSpec(names=names, units=tuple("rad" for _ in names), lower=tuple(-1e6 for _ in names),
                           upper=tuple(1e6 for _ in names), max_velocity=tuple(1e3 for _ in names),
                           initial_from=ObservationSlice(STATE, tuple(range(state_dim)))),
@@ -87,16 +90,26 @@ def main() -> None:
                      ENV: rng.standard_normal(args.env_dim).astype(np.float32)} for _ in range(args.ticks)]
     warmup = min(1000, args.ticks // 10)
     print(f"ChunkRunner.tick overhead without inference; state {args.state_dim}, env {args.env_dim}, "
-          f"chunk {args.chunk}, rate limit on; onnxruntime {ort.__version__}, numpy {np.__version__}")
+          f"chunk {args.chunk}, rate limit and range checks on; onnxruntime {ort.__version__}, numpy {np.__version__}")
     with tempfile.TemporaryDirectory() as tmp:
         results = {}
-        for label, coeff in (("chunk scheduling (n_action_steps = chunk)", None),
-                             ("temporal ensembling (k = 0.01, a chunk every tick)", 0.01)):
-            bundle = build_bundle(Path(tmp) / f"b{coeff}", args.state_dim, args.env_dim, args.chunk, coeff)
-            with ChunkRunner(bundle, mode="sync") as runner:
+        # Inline sync (no deadline) is the bare runner; the default deadline adds a hand-off to the inference
+        # thread on each tick that requests a chunk (every tick with ensembling).
+        for label, coeff, deadline in (
+                ("chunk scheduling (n_action_steps = chunk)", None, None),
+                ("temporal ensembling (k = 0.01, a chunk every tick)", 0.01, None),
+                ("chunk scheduling, sync deadline (default)", None, ONE_PERIOD),
+                ("temporal ensembling, sync deadline (default)", 0.01, ONE_PERIOD)):
+            bundle = Path(tmp) / f"b{coeff}"
+            if not bundle.exists():
+                build_bundle(bundle, args.state_dim, args.env_dim, args.chunk, coeff)
+            with ChunkRunner(bundle, mode="sync", sync_deadline_s=deadline) as runner:
                 results[label] = measure_overhead(runner, observations, warmup)
-                assert runner.statistics.held_ticks == 0 and not runner.faults, runner.summary()
-            print(describe(label, results[label]))
+                summary = runner.summary()
+            # A loaded machine can make an inference miss the 20 ms deadline: report it rather than fail.
+            late = summary["faults"].get("late_chunk", 0)
+            assert set(summary["faults"]) <= {"late_chunk", "no_fresh_chunk"}, summary
+            print(describe(label, results[label]) + (f"   late chunks {late}" if late else ""))
         # Same-run references: the floor of any per-tick Python/numpy work, and one tiny-model inference.
         action, lo, hi = observations[0][STATE], np.full(args.state_dim, -1.0, np.float32), np.ones(args.state_dim,
                                                                                                       np.float32)
