@@ -15,7 +15,12 @@ checkpoint.json (format_version 1):
      "files": {relative path: sha256 hex}, "extra": {...trainer-specific metadata...}}
 
 Every file listed in "files" is hashed when reading, so a truncated or tampered checkpoint is refused with a message
-naming the file. Nothing here unpickles anything: metadata is JSON and the config is YAML.
+naming the file; checkpoint.json itself carries "meta_sha256", the sha256 of its other fields (canonical JSON), so a
+flipped byte in it is refused too (checkpoints written before that field existed are read without it).
+Nothing here unpickles anything: metadata is JSON and the config is YAML.
+
+A trainer holds `lock_run_dir(run_dir)` while it writes a run directory, so a second training into the same
+directory stops at once naming the first one's pid.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from training.datasets.atomic import fsync_dir
+from training.datasets.locks import DirectoryLock, pid_alive
 
 FORMAT_VERSION = 1
 META_FILE = "checkpoint.json"
@@ -44,6 +50,20 @@ LATEST_FILE = "latest"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 _TEMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".trash-"
+# Temp and trash dirs carry their writer's pid: only a dead writer's are garbage.
+_LEFTOVER = re.compile(r"^\.(?:tmp|trash)-step_\d+-(\d+)-[0-9a-f]{8}$")
+SELF_DIGEST = "meta_sha256"
+
+
+def lock_run_dir(run_dir: str | os.PathLike) -> DirectoryLock:
+    """Take the exclusive lock of a run directory (created if needed); LockHeldError naming the holder's pid if another
+    live process has it. Release it with .release() (or use it as a context manager)."""
+    return DirectoryLock(run_dir, "run directory").acquire()
+
+
+def _meta_digest(meta: Mapping[str, Any]) -> str:
+    body = {k: v for k, v in meta.items() if k != SELF_DIGEST}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -142,7 +162,7 @@ def save_checkpoint(
     root = Path(run_dir) / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(root)
-    tmp = root / f"{_TEMP_PREFIX}{step_dir_name(step)}-{uuid.uuid4().hex[:8]}"
+    tmp = root / f"{_TEMP_PREFIX}{step_dir_name(step)}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         write_files(tmp)
@@ -162,13 +182,14 @@ def save_checkpoint(
             "files": files,
             "extra": _plain(dict(extra or {})),
         }
+        meta[SELF_DIGEST] = _meta_digest(meta)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
         _fsync_tree(tmp)
         final = root / step_dir_name(step)
         if final.exists():
             # os.replace cannot overwrite a non-empty dir: move the old one aside first. If we crash in between,
             # `latest` names a missing dir and latest_checkpoint() falls back to the newest complete one.
-            trash = root / f"{_TRASH_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
+            trash = root / f"{_TRASH_PREFIX}{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             os.replace(final, trash)
             os.replace(tmp, final)
             shutil.rmtree(trash, ignore_errors=True)
@@ -185,10 +206,12 @@ def save_checkpoint(
 
 
 def _remove_leftovers(root: Path) -> None:
-    """Temp and trash dirs are garbage from an interrupted save."""
+    """Temp and trash dirs of a dead writer are garbage from an interrupted save; a live writer's are its work."""
     for path in root.iterdir():
         if path.is_dir() and path.name.startswith((_TEMP_PREFIX, _TRASH_PREFIX)):
-            shutil.rmtree(path, ignore_errors=True)
+            match = _LEFTOVER.match(path.name)
+            if match is None or not pid_alive(int(match.group(1))):  # no pid: written by an older version
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def _step_dirs(root: Path) -> list[tuple[int, Path]]:
@@ -259,8 +282,8 @@ def read_checkpoint(path: str | os.PathLike, *, kind: str | None = None, verify_
     ckpt_dir = resolve_checkpoint(path)
     meta_path = ckpt_dir / META_FILE
     try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as err:
+        meta = json.loads(meta_path.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{meta_path} is not valid JSON ({err}); the checkpoint is corrupted") from err
     if not isinstance(meta, dict):
         raise ValueError(f"{meta_path} must hold a JSON object, got {type(meta).__name__}")
@@ -269,6 +292,9 @@ def read_checkpoint(path: str | os.PathLike, *, kind: str | None = None, verify_
         raise ValueError(
             f"{meta_path}: unsupported checkpoint format_version {version!r}; this code reads version {FORMAT_VERSION}"
         )
+    if SELF_DIGEST in meta and meta[SELF_DIGEST] != _meta_digest(meta):
+        raise ValueError(f"{meta_path} does not match its own digest ({SELF_DIGEST}); the checkpoint metadata is "
+                         "corrupted or was modified")
     for key, expected in (("kind", str), ("type", str), ("step", int), ("files", dict)):
         if not isinstance(meta.get(key), expected):
             raise ValueError(f"{meta_path}: field {key!r} must be a {expected.__name__}, got {meta.get(key)!r}")
@@ -285,7 +311,11 @@ def read_checkpoint(path: str | os.PathLike, *, kind: str | None = None, verify_
     config_path = ckpt_dir / CONFIG_FILE
     if not config_path.is_file():
         raise FileNotFoundError(f"checkpoint {ckpt_dir} has no {CONFIG_FILE}")
-    config = yaml.safe_load(config_path.read_text())
+    try:
+        config = yaml.safe_load(config_path.read_bytes().decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ValueError(f"{config_path} is not valid YAML ({' '.join(str(err).split())}); the checkpoint is "
+                         "corrupted") from err
     if not isinstance(config, dict):
         raise ValueError(f"{config_path} must hold a mapping, got {type(config).__name__}")
     return Checkpoint(path=ckpt_dir, kind=meta["kind"], type=meta["type"], step=meta["step"], config=config, meta=meta)

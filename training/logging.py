@@ -109,3 +109,64 @@ class ExperimentLogger:
         if self._run is not None:
             self._run.finish()
             self._run = None
+
+
+def truncate_metrics(path: str | os.PathLike, step: int, key: str = "step") -> int:
+    """Keep only the rows of a metrics.jsonl logged at or before `step` (a resumed run logs the later ones again).
+
+    Rewritten atomically (temp file + rename). A row that is not a JSON object with a numeric `key` is dropped: a
+    process killed mid-write leaves at most a partial last line. Returns the number of rows dropped.
+    """
+    import json
+
+    path = Path(path)
+    if not path.exists():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_bytes().decode("utf-8", "replace").splitlines():
+        try:
+            row = json.loads(line)
+            ok = isinstance(row, dict) and isinstance(row.get(key), (int, float)) and row[key] <= step
+        except json.JSONDecodeError:
+            ok = False
+        if ok:
+            kept.append(line)
+        else:
+            dropped += int(bool(line.strip()))
+    if dropped:
+        _replace_text(path, "".join(f"{line}\n" for line in kept))
+    return dropped
+
+
+def truncate_csv(path: str | os.PathLike, step: int, column: str) -> int:
+    """The same for a CSV log (SB3's progress.csv): rows whose `column` exceeds `step`, or cannot be read, go."""
+    import csv
+    import io
+
+    path = Path(path)
+    if not path.exists():
+        return 0
+    text = path.read_bytes().decode("utf-8", "replace")
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows or column not in rows[0]:
+        return 0
+    at = rows[0].index(column)
+    kept = [rows[0]]
+    for row in rows[1:]:
+        try:
+            if len(row) == len(rows[0]) and float(row[at]) <= step:
+                kept.append(row)
+        except ValueError:
+            pass
+    dropped = len(rows) - len(kept)
+    if dropped:
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows(kept)
+        _replace_text(path, out.getvalue())
+    return dropped
+
+
+def _replace_text(path: Path, text: str) -> None:
+    from training.datasets.atomic import write_bytes_atomic
+
+    write_bytes_atomic(path, text.encode())

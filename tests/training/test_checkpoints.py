@@ -2,6 +2,10 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -10,10 +14,12 @@ from training.checkpoints import (
     LATEST_FILE,
     META_FILE,
     latest_checkpoint,
+    lock_run_dir,
     read_checkpoint,
     resolve_checkpoint,
     save_checkpoint,
 )
+from training.datasets.locks import LockHeldError
 
 
 def write_weights(payload: bytes):
@@ -138,3 +144,53 @@ def test_bad_arguments_are_refused(tmp_path):
         save_checkpoint(tmp_path, step=1, kind="", type="x", config={}, write_files=lambda p: None)
     with pytest.raises(ValueError, match="step must be >= 0"):
         save_checkpoint(tmp_path, step=-1, kind="rl", type="x", config={}, write_files=lambda p: None)
+
+
+def test_edited_metadata_fails_its_own_digest(tmp_path):
+    path = save(tmp_path, 1)
+    meta = json.loads((path / META_FILE).read_text())
+    (path / META_FILE).write_text(json.dumps({**meta, "step": 2}))  # consistent with nothing else: a bit flip
+    with pytest.raises(ValueError, match=r"checkpoint\.json does not match its own digest"):
+        read_checkpoint(path)
+    (path / META_FILE).write_bytes(b'{"format_version": 1, "kind": "\xff"}')
+    with pytest.raises(ValueError, match=r"checkpoint\.json is not valid JSON"):
+        read_checkpoint(path)
+
+
+def test_unreadable_config_names_the_file(tmp_path):
+    path = save(tmp_path, 1)
+    (path / "config.yaml").write_text("lr: [0.1\n")
+    with pytest.raises(ValueError, match=r"config\.yaml is not valid YAML"):
+        read_checkpoint(path, verify_files=False)
+
+
+def test_only_dead_writers_temp_dirs_are_removed(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    root = tmp_path / CHECKPOINTS_DIR
+    root.mkdir()
+    live_tmp = root / f".tmp-step_000000000009-{os.getpid()}-0123abcd"
+    dead_tmp = root / f".tmp-step_000000000009-{dead.pid}-0123abcd"
+    old_style = root / ".tmp-step_000000000009-0123abcd"
+    for d in (live_tmp, dead_tmp, old_style):
+        (d / "x").mkdir(parents=True)
+    save(tmp_path, 10)
+    assert live_tmp.exists() and not dead_tmp.exists() and not old_style.exists()
+
+
+def test_run_dir_lock_names_the_holder_and_dies_with_it(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from training.checkpoints import lock_run_dir; "
+         f"held = lock_run_dir({str(tmp_path / 'run')!r}); print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert holder.stdout.readline().strip() == b"locked"
+        with pytest.raises(LockHeldError, match=rf"run directory .*run is locked by pid {holder.pid}") as err:
+            lock_run_dir(tmp_path / "run")
+        assert err.value.pid == holder.pid
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+        lock_run_dir(tmp_path / "run").release()  # the kernel dropped the dead holder's lock
+    finally:
+        holder.kill()
+        holder.wait()

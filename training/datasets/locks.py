@@ -53,7 +53,9 @@ class DirectoryLock:
 
     The kernel drops a flock when its holder dies (kill -9 included), so a lock file left behind by a dead process
     never blocks the next writer; the pid inside is only there to name the holder in the error. ``what`` says what
-    the directory is ("dataset", "run directory") in messages.
+    the directory is ("dataset", "run directory") in messages. The lock file exists while the lock is held; a
+    directory the lock itself created and left empty is removed at release, so a run refused before any work
+    leaves nothing behind.
     """
 
     def __init__(self, directory: str | os.PathLike, what: str = "directory"):
@@ -61,6 +63,7 @@ class DirectoryLock:
         self.what = what
         self.path = self.directory / LOCK_NAME
         self._fd: int | None = None
+        self._created = False
 
     @property
     def held(self) -> bool:
@@ -69,8 +72,33 @@ class DirectoryLock:
     def acquire(self) -> DirectoryLock:
         if self._fd is not None:
             return self
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        created = False
+        for _ in range(100):
+            created = created or not self.directory.exists()
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = self._try_lock()
+            # A releasing holder may have removed the file (see release) between our open and our flock: then we
+            # locked an orphan inode and must start over on the file that now bears the name.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        else:
+            raise OSError(f"could not lock {self.path}: the lock file kept being replaced")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        self._fd, self._created = fd, created
+        return self
+
+    def _try_lock(self) -> int:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # the directory vanished with a releasing holder: one more round
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -87,17 +115,20 @@ class DirectoryLock:
             raise LockHeldError(
                 f"{self.what} {self.directory} is locked by {holder} that is writing it ({self.path}); "
                 "wait for it to finish or use another directory", pid) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
-        self._fd = fd
-        return self
+        return fd
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
         if fd is None:
             return
-        # The file stays: unlinking it would let a contender lock a fresh inode while a third process still
-        # holds the old one. Its content is stale once unlocked and is rewritten by the next holder.
+        # Unlinked while still held: a contender that opened the old file notices after its flock (see acquire).
+        # Only a holder killed before release leaves the file behind, and a dead holder's flock is gone with it.
+        self.path.unlink(missing_ok=True)
+        if self._created:
+            try:
+                self.directory.rmdir()  # only when empty: nothing was written
+            except OSError:
+                pass
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 

@@ -18,9 +18,10 @@ from omegaconf import OmegaConf
 from policies.factory import make_policy
 from policies.interface import Policy
 from training import distributed
-from training.checkpoints import latest_checkpoint, write_text_atomic
+from training.checkpoints import latest_checkpoint, lock_run_dir, write_text_atomic
 from training.datasets import DatasetMeta, WindowDataset
 from training.datasets.format import STATS_PATH
+from training.datasets.locks import DirectoryLock, LockHeldError
 from training.distributed import DistributedContext
 from training.evaluation import EvaluationResult, evaluate, make_eval_envs, write_results
 from training.imitation import hardware
@@ -41,7 +42,7 @@ from training.imitation.config import ImitationTrainConfig, config_from_dict, to
 from training.imitation.runner import BatchedPolicyRunner
 from training.imitation.sampler import make_training_loader, validation_batches
 from training.imitation.state import capture_rng, restore_rng, scheduler_state, seed_everything, split_optimizer_state
-from training.logging import ExperimentLogger
+from training.logging import ExperimentLogger, truncate_metrics
 
 METRICS_FILE = "metrics.jsonl"
 # Overrides that may accompany resume=<run dir>: they change how the run executes, not what it computes.
@@ -248,11 +249,43 @@ def train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint 
     cfg.validate()
     device = hardware.choose_device(cfg.device)
     ctx = distributed.setup(device.type)
+    run_lock = None
     try:
-        return _train(cfg, Path(run_dir), resume, should_stop, ctx,
+        # Each rank resolved its own default run dir (Hydra's time stamp); rank 0's is the run's.
+        run_dir = Path(ctx.broadcast_object(str(run_dir)))
+        run_lock = _lock_run_dir(run_dir, ctx, resume)
+        return _train(cfg, run_dir, resume, should_stop, ctx,
                       hardware.choose_device(cfg.device, local_rank=ctx.local_rank if ctx.enabled else None))
     finally:
+        if run_lock is not None:
+            run_lock.release()
         ctx.close()
+
+
+def _lock_run_dir(run_dir: Path, ctx: DistributedContext, resume: ImitationCheckpoint | None) -> DirectoryLock | None:
+    """Rank 0 alone writes the run dir, so it alone takes its lock, before any work; every rank learns the outcome,
+    so no rank waits in a collective for one that stopped. With the lock held, rank 0 drops the metrics rows that the
+    resumed steps will log again (all of them for a fresh start: they belong to a run that left no checkpoint)."""
+    lock, problem = None, None
+    if ctx.is_main:
+        try:
+            lock = lock_run_dir(run_dir)
+            latest = latest_checkpoint(run_dir)
+            if resume is not None and (latest is None or latest.resolve() != resume.path.resolve()):
+                raise ImitationSetupError(f"cannot resume {run_dir}: its latest checkpoint is now {latest}, not "
+                                          f"{resume.path} (another process trained it meanwhile); resume it again")
+            if resume is not None or latest is None:
+                truncate_metrics(run_dir / METRICS_FILE, resume.step if resume is not None else -1)
+        except (LockHeldError, ImitationSetupError) as err:
+            if lock is not None:
+                lock.release()
+            problem = err
+    message = ctx.broadcast_object(None if problem is None else str(problem))
+    if problem is not None:
+        raise problem
+    if message is not None:
+        raise ImitationSetupError(message)
+    return lock
 
 
 def _train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint | None,
@@ -310,8 +343,6 @@ def _train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint
     if start_step >= cfg.steps:
         raise ImitationSetupError(f"nothing to do: the run is at step {start_step} >= steps={cfg.steps}")
 
-    # Each rank resolved its own default run dir (Hydra's time stamp); rank 0's is the run's.
-    run_dir = Path(ctx.broadcast_object(str(run_dir)))
     if resume is None and latest_checkpoint(run_dir) is not None:
         raise ImitationSetupError(f"{run_dir} already holds a run with checkpoints; continue it with resume={run_dir} "
                                   "or choose another run_dir")

@@ -12,9 +12,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from training.checkpoints import checkpoint_to_resume, write_text_atomic
+from training.checkpoints import checkpoint_to_resume, latest_checkpoint, lock_run_dir, write_text_atomic
 from training.evaluation import EvaluationResult, evaluate, make_eval_envs, write_results
-from training.logging import ExperimentLogger
+from training.logging import ExperimentLogger, truncate_csv
 from training.rl.algorithms import algorithm_spec, build_model, check_action_space
 from training.rl.callbacks import AtRolloutBoundary, TimeBudget, WandbOutputFormat
 from training.rl.checkpoint import RLCheckpoint, read_rl_checkpoint, restore_training_state, save_rl_checkpoint
@@ -92,15 +92,35 @@ def _segment_seed(seed: int, step: int) -> int:
 
 def train(cfg: RLTrainConfig, run_dir: Path, resume: RLCheckpoint | None = None,
           callbacks: Sequence = ()) -> TrainResult:
-    """Train until cfg.total_timesteps (or the time budget); returns the final checkpoint and evaluation."""
+    """Train until cfg.total_timesteps (or the time budget); returns the final checkpoint and evaluation.
+
+    The run directory is locked for the whole training: a second training into it raises LockHeldError at once.
+    """
+    layout = check_run(cfg, resume)
+    run_dir = Path(run_dir)
+    run_lock = lock_run_dir(run_dir)
+    try:
+        latest = latest_checkpoint(run_dir)
+        if resume is None and latest is not None:
+            raise ValueError(f"{run_dir} already holds a run with checkpoints; continue it with resume={run_dir} or "
+                             "choose another run_dir")
+        if resume is not None:
+            if latest is None or latest.resolve() != resume.checkpoint.path.resolve():
+                raise ValueError(f"cannot resume {run_dir}: its latest checkpoint is now {latest}, not "
+                                 f"{resume.checkpoint.path} (another process trained it meanwhile); resume it again")
+            # Rows logged after the checkpoint are logged again by the resumed segment.
+            for csv_log in run_dir.glob("progress*.csv"):
+                truncate_csv(csv_log, resume.checkpoint.step, "time/total_timesteps")
+        return _train(cfg, run_dir, resume, callbacks, layout)
+    finally:
+        run_lock.release()
+
+
+def _train(cfg: RLTrainConfig, run_dir: Path, resume: RLCheckpoint | None, callbacks: Sequence, layout) -> TrainResult:
     from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat, Logger
 
-    layout = check_run(cfg, resume)
     start_step = resume.checkpoint.step if resume is not None else 0
-
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     config_dict = to_dict(cfg)
     write_text_atomic(run_dir / "config.json", json.dumps(config_dict, indent=2))
     torch.set_num_threads(cfg.torch_threads)
