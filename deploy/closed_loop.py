@@ -8,6 +8,10 @@ robot keeps executing the previous chunk meanwhile exactly as on the robot, with
 speed. "sync" runs inference inside the tick (the zero-latency reference). Episode i of an evaluation reseeds its
 runner (diffusion noise, latency jitter) from (seed, i), so results do not depend on n_envs.
 
+When the runner has nothing safe to command (ChunkRunner.tick returns None: before the episode's first valid
+observation), a robot's driver keeps its own hold; the simulated driver does the same by commanding the joints'
+current measured position (the manifest's action.initial_from in the current observation): measured_hold.
+
 Besides training.evaluation's results JSON, evaluate_bundle adds "runner": the summed ChunkRunner statistics
 (ticks, held ticks, late/stale chunks, skipped actions, faults, inference latency percentiles), and can write the
 executed actions and predicted chunks of every episode for replay (deploy.export.rollouts), each chunk with the
@@ -96,6 +100,31 @@ def effective_n_action_steps(manifest, run: BundleRunConfig) -> int | None:
     return steps
 
 
+def measured_hold(manifest, observation: Mapping[str, Any], previous: np.ndarray | None = None) -> np.ndarray:
+    """The simulated driver's hold for a tick the runner had nothing to command: the joints' measured position
+    (manifest action.initial_from of `observation`) clamped to the action limits; `previous` (this episode's last
+    command) when the measurement itself is not finite."""
+    a = manifest.action
+    init = a.initial_from
+    if init is None:
+        raise ValueError("the runner had nothing to command and the bundle's manifest names no action.initial_from, "
+                         "so the simulated driver cannot hold the measured joint position; export the bundle from a "
+                         "policy that reads the joint state")
+    if init.key not in observation:
+        raise ValueError(f"the observation has no {init.key!r} (action.initial_from) to hold the measured position")
+    measured = np.asarray(observation[init.key], np.float64).reshape(-1)
+    if measured.size <= max(init.indices):
+        raise ValueError(f"observation {init.key!r} has {measured.size} values; action.initial_from indexes "
+                         f"{list(init.indices)}")
+    measured = measured[list(init.indices)]
+    if not np.isfinite(measured).all():
+        if previous is not None:
+            return np.asarray(previous, np.float32).copy()
+        raise ValueError(f"the runner had nothing to command and the measured position {measured.tolist()} "
+                         f"({init.key!r}) is not finite: there is nothing to hold")
+    return np.clip(measured, a.lower, a.upper).astype(np.float32)
+
+
 def _env_config(manifest) -> dict[str, Any]:
     env = manifest.source.extra.get("env") or manifest.source.config.get("env")
     if not isinstance(env, Mapping):
@@ -113,11 +142,12 @@ class BundleVectorPolicy:
             raise ValueError(f"n_envs must be >= 1, got {n_envs}")
         self.run = run or BundleRunConfig()
         self.run.validate()
-        manifest = load_manifest(bundle_dir)
+        manifest = load_manifest(bundle_dir)  # hash-checked once here, not again by each sub-env's runner
         self.n_action_steps = effective_n_action_steps(manifest, self.run)
         kwargs: dict[str, Any] = dict(mode=self.run.mode, latency=self.run.latency(),
                                       intra_op_threads=self.run.intra_op_threads,
-                                      n_action_steps=self.n_action_steps, blend_ticks=self.run.blend_ticks)
+                                      n_action_steps=self.n_action_steps, blend_ticks=self.run.blend_ticks,
+                                      verify_hash=False)
         if self.run.max_velocity is not None:
             kwargs["max_velocity"] = list(self.run.max_velocity)
         if self.run.temporal_ensemble_coeff is not None:
@@ -133,6 +163,7 @@ class BundleVectorPolicy:
         self.recorder = recorder
         self._episode = [-1] * n_envs  # evaluation episode each sub-env runs
         self._tick = [0] * n_envs
+        self._last: list[np.ndarray | None] = [None] * n_envs  # last command sent to each sub-env this episode
         self._started = 0  # evaluate() starts episode k with the k-th reset() call (it assigns them in order)
         if recorder is not None:
             for i, runner in enumerate(self.runners):
@@ -142,7 +173,7 @@ class BundleVectorPolicy:
         i = int(env_index)
         episode = self._started
         self._started += 1
-        self._episode[i], self._tick[i] = episode, 0
+        self._episode[i], self._tick[i], self._last[i] = episode, 0, None
         seed = int(np.random.SeedSequence([self.run.seed, episode]).generate_state(1)[0])
         self.runners[i].reset(seed=seed)
         if self.recorder is not None:
@@ -160,8 +191,13 @@ class BundleVectorPolicy:
         for i, runner in enumerate(self.runners):
             held_before = runner.statistics.held_ticks
             action = runner.tick({k: data[k][i] for k in self.keys})
+            no_command = action is None
+            if no_command:
+                action = measured_hold(self.manifest, {k: v[i] for k, v in data.items()}, self._last[i])
+            self._last[i] = action
             if self.recorder is not None and self._episode[i] >= 0:
-                self.recorder.tick(self._episode[i], self._tick[i], action, runner.statistics.held_ticks > held_before)
+                self.recorder.tick(self._episode[i], self._tick[i], action, runner.statistics.held_ticks > held_before,
+                                   no_command)
                 # Outside tick(), so a recorder error surfaces here instead of as a runner fault.
                 for observed, start in self._accepted[i]:
                     self.recorder.accepted(self._episode[i], observed, start, self._tick[i])
@@ -177,9 +213,9 @@ class BundleVectorPolicy:
         total = RunnerStatistics()
         for runner in self.runners:
             s = runner.statistics
-            for name in ("ticks", "startup_ticks", "held_ticks", "requests", "chunks_received", "late_chunks",
-                         "stale_chunks", "skipped_actions"):
-                setattr(total, name, getattr(total, name) + getattr(s, name))
+            for name, value in vars(s).items():  # every counter, whichever the runtime keeps
+                if isinstance(value, int) and not isinstance(value, bool) and not name.startswith("_"):
+                    setattr(total, name, getattr(total, name) + value)
             total.faults.update(s.faults)
             total.inference_latency_s.extend(s.inference_latency_s)
             total.delivery_ticks.extend(s.delivery_ticks)
@@ -223,7 +259,8 @@ def load_for_evaluation(path: str | Path, device: str = "cpu", run: BundleRunCon
     from envs.config import EnvConfig
     from training.evaluation import LoadedPolicy
 
-    manifest = load_manifest(path)  # validates and hash-checks before anything runs
+    # Validated here; the model files are hash-checked once, when make_policy builds the runners.
+    manifest = load_manifest(path, verify_hash=False)
     env = EnvConfig.from_any(_env_config(manifest))
     run = run or BundleRunConfig()
     run.validate()
@@ -248,7 +285,7 @@ def evaluate_bundle(cfg, output_dir: str | Path, run: BundleRunConfig | None = N
     if cfg.randomization is not None:
         env = dataclasses.replace(env, randomization=dataclasses.replace(env.randomization, enabled=cfg.randomization))
     output_dir = Path(output_dir)
-    manifest = load_manifest(cfg.checkpoint)
+    manifest = load_manifest(cfg.checkpoint, verify_hash=False)  # names and units; BundleVectorPolicy hash-checks
     recorder = None
     if run.rollouts:
         recorder = RolloutRecorder(manifest.action.names, manifest.action.units, manifest.control.frequency_hz,

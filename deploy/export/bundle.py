@@ -6,7 +6,6 @@ import dataclasses
 import math
 import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,6 +15,7 @@ from deploy.runtime import (
     DdimSampler,
     Manifest,
     ModelFile,
+    ObservationFeature,
     SourceSpec,
     file_sha256,
 )
@@ -24,6 +24,7 @@ from training.datasets.atomic import fsync_dir
 
 from .env_info import EnvInfo
 from .plan import ExportPlan
+from .staging import OutputLock, clean_leftovers, tmp_name
 
 TORCHSCRIPT_FILE = "policy.torchscript.pt"
 
@@ -41,27 +42,23 @@ def json_safe(value: Any) -> Any:
     return str(value)
 
 
-def action_spec(info: EnvInfo, plan: ExportPlan, max_velocity: list[float] | None) -> ActionSpec:
-    velocity = None
-    if max_velocity is not None:
-        values = [float(v) for v in max_velocity]
-        if len(values) == 1:
-            values = values * info.action_dim
-        if len(values) != info.action_dim:
-            raise ValueError(f"max_velocity has {len(values)} values; give one, or one per action dimension "
-                             f"({info.action_dim}: {list(info.action_names)})")
-        velocity = tuple(values)
+def action_spec(info: EnvInfo, plan: ExportPlan, max_velocity: tuple[float, ...] | None) -> ActionSpec:
+    """`max_velocity`: one limit per action dimension (deploy.export.limits), or None for none."""
+    if max_velocity is not None and len(max_velocity) != info.action_dim:
+        raise ValueError(f"max_velocity has {len(max_velocity)} values, the env has {info.action_dim} action "
+                         f"dimensions {list(info.action_names)}")
     reads = {f.key for f in plan.features}
-    # The runner reads the robot's current command-space position from here on the first tick; only possible
-    # when the bundle reads that observation.
+    # The runner reads the robot's current command-space position from here; only possible when the bundle reads
+    # that observation.
     initial = info.initial_from if info.initial_from is not None and info.initial_from.key in reads else None
     return ActionSpec(names=info.action_names, units=info.action_units, lower=info.action_low, upper=info.action_high,
-                      max_velocity=velocity, initial_from=initial)
+                      max_velocity=max_velocity, initial_from=initial)
 
 
-def build_manifest(directory: Path, plan: ExportPlan, info: EnvInfo, action: ActionSpec, source: SourceSpec
-                   ) -> Manifest:
-    """The manifest for the graphs already written to `directory` (their hashes read from disk)."""
+def build_manifest(directory: Path, plan: ExportPlan, action: ActionSpec, source: SourceSpec,
+                   observation: tuple[ObservationFeature, ...]) -> Manifest:
+    """The manifest for the graphs already written to `directory` (their hashes read from disk); `observation`:
+    plan.features with their ranges filled in."""
     main = plan.graphs[0]
     model = ModelFile(file=main.file, sha256=file_sha256(directory / main.file), inputs=dict(plan.model_inputs),
                       output=main.output)
@@ -70,7 +67,7 @@ def build_manifest(directory: Path, plan: ExportPlan, info: EnvInfo, action: Act
         cm = sampler.condition_model
         sampler = dataclasses.replace(sampler, condition_model=dataclasses.replace(
             cm, sha256=file_sha256(directory / cm.file)))
-    return Manifest(policy_type=plan.policy_type, control=plan.control, observation=tuple(plan.features),
+    return Manifest(policy_type=plan.policy_type, control=plan.control, observation=tuple(observation),
                     action=action, model=model, source=source, sampler=sampler)
 
 
@@ -88,27 +85,33 @@ def prepare_output(output: Path, overwrite: bool) -> None:
 
 
 def write_atomically(output: Path, overwrite: bool, fill: Callable[[Path], Any]) -> Any:
-    """Run fill(tmp_dir) in a temp dir beside `output`, then rename it into place (old bundle replaced last)."""
+    """Run fill(tmp_dir) in a temp dir beside `output`, then rename it into place (old bundle replaced last).
+
+    Holds the output's lock throughout (a second export of the same output fails at once) and first clears what a
+    killed export of it left behind (deploy.export.staging)."""
     output = Path(output)
-    prepare_output(output, overwrite)
-    tmp = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        result = fill(tmp)
-        for path in tmp.iterdir():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-        fsync_dir(tmp)
-        if output.exists():
-            # os.replace cannot overwrite a non-empty dir: move the old bundle aside, put the new one in place.
-            trash = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(output, trash)
-            os.replace(tmp, output)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, output)
-        fsync_dir(output.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with OutputLock(output):
+        clean_leftovers(output)
+        prepare_output(output, overwrite)
+        tmp = tmp_name(output, "tmp")
+        tmp.mkdir()
+        try:
+            result = fill(tmp)
+            for path in tmp.iterdir():
+                with open(path, "rb") as f:
+                    os.fsync(f.fileno())
+            fsync_dir(tmp)
+            if output.exists():
+                # os.replace cannot overwrite a non-empty dir: move the old bundle aside, put the new one in place.
+                trash = tmp_name(output, "old")
+                os.replace(output, trash)
+                os.replace(tmp, output)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.replace(tmp, output)
+            fsync_dir(output.parent)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -27,8 +28,9 @@ class ExportConfig:
     parity_atol: float = DEFAULT_ATOL
     parity_samples: int = 8  # per observation set (random, env)
     seed: int = 0  # parity samples and the runtime's diffusion noise seed
-    # Written into the manifest as the per-tick rate limit the runner enforces (action units per second): one value
-    # for every joint or one per joint; None: no limit in the bundle.
+    # Written into the manifest as the rate limit the runner enforces (action units per second): one value for
+    # every joint or one per joint. None: derived from the training data, 1.5 x the fastest each joint moved in the
+    # demonstrations (RL: in rollouts of the policy), see deploy.export.limits.
     max_velocity: Optional[list[float]] = None
 
     def validate(self) -> None:
@@ -43,6 +45,12 @@ class ExportConfig:
             raise ValueError(f"parity_atol must be > 0, got {self.parity_atol}")
         if self.parity_samples < 1:
             raise ValueError(f"parity_samples must be >= 1, got {self.parity_samples}")
-        if self.max_velocity is not None and (not self.max_velocity or any(v <= 0 for v in self.max_velocity)):
-            raise ValueError(f"max_velocity must be null or a non-empty list of positive numbers, got "
-                             f"{self.max_velocity}")
+        if self.max_velocity is not None:
+            values = self.max_velocity
+            if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) == 0:
+                raise ValueError(f"max_velocity must be null or a non-empty list of positive numbers (action units "
+                                 f"per second), got {values!r}")
+            for v in values:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+                    raise ValueError(f"max_velocity entries must be finite numbers > 0 (action units per second), "
+                                     f"got {v!r} in {list(values)}")

@@ -58,8 +58,11 @@ def _units(value: Any, size: int, default: str) -> str | tuple[str, ...]:
     return units if units is not None else default
 
 
-def read_env_info(env_config: EnvConfig) -> EnvInfo:
-    env = make_env(env_config)
+def read_env_info(env_config: EnvConfig, env: Any = None) -> EnvInfo:
+    """`env`: an already built instance of env_config to read (left open), else one is built and closed."""
+    owned = env is None
+    if owned:
+        env = make_env(env_config)
     try:
         u = env.unwrapped
         space = env.action_space
@@ -111,4 +114,5 @@ def read_env_info(env_config: EnvConfig) -> EnvInfo:
             initial_from=initial_from,
         )
     finally:
-        env.close()
+        if owned:
+            env.close()

@@ -13,12 +13,16 @@ import numpy as np
 
 from deploy.runtime import Manifest, SourceSpec, file_sha256, write_manifest
 
+from envs.config import make_env
+
 from .bundle import TORCHSCRIPT_FILE, action_spec, build_manifest, json_safe, prepare_output, write_atomically
 from .config import ExportConfig
 from .env_info import EnvInfo, read_env_info
 from .graphs import export_onnx, export_torchscript
+from .limits import check_max_velocity, default_max_velocity, observation_bounds
 from .parity import ParityError, ParityReport, check_parity, env_inputs, random_inputs
 from .plan import ExportPlan
+from .profile import MotionProfile, imitation_profile, rollout_profile
 from .sources import ExportSource, load_source
 
 # bundle policy type -> module with plan(source, env_info, options) -> ExportPlan
@@ -74,42 +78,90 @@ def source_spec(source: ExportSource, info: EnvInfo, plan: ExportPlan, cfg: Expo
     return SourceSpec(checkpoint=str(source.path.resolve()), config=json_safe(source.config), extra=meta)
 
 
+def check_output_location(source: ExportSource, output: Path) -> None:
+    ckpt, out = source.path.resolve(), output.resolve()
+    if out == ckpt or ckpt in out.parents:
+        raise ValueError(f"output {output} is inside the checkpoint {source.path}; write the bundle elsewhere (a "
+                         "checkpoint directory holds exactly the files its checkpoint.json lists)")
+
+
+def motion_profile(source: ExportSource, info: EnvInfo, plan: ExportPlan, sim, cfg: ExportConfig) -> MotionProfile:
+    """What the training data did: the checkpoint's dataset statistics (imitation; the dataset itself is read only
+    when the statistics lack the speeds and the user gave no max_velocity), or rollouts of the policy itself (RL,
+    which has no demonstrations: what the policy does in its training env is the behaviour the limits must keep)."""
+    if source.kind == "rl":
+        return rollout_profile(sim, plan, info.control_hz, seed=cfg.seed)
+    if source.stats_path is None:
+        raise ValueError(f"{source.path}: an imitation checkpoint without dataset statistics")
+    dataset = source.dataset_root if cfg.max_velocity is None else None
+    return imitation_profile(source.stats_path, dataset, info.control_hz)
+
+
+def safety_defaults(info: EnvInfo, plan: ExportPlan, profile: MotionProfile, cfg: ExportConfig):
+    """(per-joint max_velocity, observation features with ranges, notes for the manifest's source)."""
+    if cfg.max_velocity is not None:
+        velocity, origin = check_max_velocity(cfg.max_velocity, info), "export option max_velocity"
+    else:
+        velocity = default_max_velocity(info, profile)
+        origin = "default: 1.5 x the fastest joint speed in " + profile.source
+    features, ranges = [], {}
+    for f in plan.features:
+        bounds = observation_bounds(info, f, profile)
+        if bounds is not None:
+            f = dataclasses.replace(f, low=bounds[0], high=bounds[1])
+        ranges[f.key] = "unchecked" if bounds is None and f.dtype.startswith("float") else (
+            "not a float feature" if bounds is None else "joint limits + margin for joint positions, data range "
+                                                         "widened for the rest, from " + profile.source)
+        features.append(f)
+    notes = {"max_velocity": {"values": list(velocity), "from": origin},
+             "observation_ranges": ranges, "motion_profile": profile.to_dict()}
+    return velocity, tuple(features), notes
+
+
 def export_checkpoint(cfg: ExportConfig) -> ExportResult:
     """Write the bundle for cfg.checkpoint into cfg.output; with cfg.verify it is moved into place only after it
     matched the checkpoint within cfg.parity_atol (else ParityError, and nothing is written)."""
     cfg.validate()
     start = time.perf_counter()
-    prepare_output(Path(cfg.output), cfg.overwrite)  # fail before the slow part
+    output = Path(cfg.output)
+    prepare_output(output, cfg.overwrite)  # fail before the slow part
     source = load_source(cfg.checkpoint)
-    info = read_env_info(source.env)
-    plan = make_plan(source, info, cfg)
-    action = action_spec(info, plan, cfg.max_velocity)
+    check_output_location(source, output)
+    sim = make_env(source.env)  # one instance for the env's metadata, RL rollouts and parity observations
+    try:
+        info = read_env_info(source.env, sim)
+        plan = make_plan(source, info, cfg)
+        profile = motion_profile(source, info, plan, sim, cfg)
+        velocity, features, safety = safety_defaults(info, plan, profile, cfg)
+        action = action_spec(info, plan, velocity)
 
-    def fill(directory: Path) -> tuple[Manifest, ParityReport | None]:
-        for graph in plan.graphs:
-            export_onnx(graph, directory, cfg.opset, cfg.optimize)
-        extra: dict[str, Any] = {}
-        if cfg.torchscript:
-            main = plan.graphs[0]
-            export_torchscript(main, directory / TORCHSCRIPT_FILE)
-            extra["torchscript"] = {"file": TORCHSCRIPT_FILE, "sha256": file_sha256(directory / TORCHSCRIPT_FILE),
-                                    "inputs": list(main.input_names), "output": main.output}
-        manifest = build_manifest(directory, plan, info, action, source_spec(source, info, plan, cfg, extra))
-        write_manifest(directory, manifest)
-        if not cfg.verify:
-            return manifest, None
-        n = cfg.parity_samples
-        sets = {"random": random_inputs(plan, n, np.random.default_rng(cfg.seed)),
-                "env": env_inputs(source.env, plan, n, seed=cfg.seed)}
-        report = check_parity(directory, plan, sets, atol=cfg.parity_atol, seed=cfg.seed)
-        if not report.passed:
-            raise ParityError(f"exported bundle differs from {source.path}: max |bundle - torch| per observation set "
-                              f"{report.max_abs_diff} exceeds parity_atol={cfg.parity_atol} (nothing written)")
-        manifest = dataclasses.replace(manifest, source=dataclasses.replace(
-            manifest.source, extra={**manifest.source.extra, "parity": report.to_dict()}))
-        write_manifest(directory, manifest)
-        return manifest, report
+        def fill(directory: Path) -> tuple[Manifest, ParityReport | None]:
+            for graph in plan.graphs:
+                export_onnx(graph, directory, cfg.opset, cfg.optimize)
+            extra: dict[str, Any] = {"safety": json_safe(safety)}
+            if cfg.torchscript:
+                main = plan.graphs[0]
+                export_torchscript(main, directory / TORCHSCRIPT_FILE)
+                extra["torchscript"] = {"file": TORCHSCRIPT_FILE,
+                                        "sha256": file_sha256(directory / TORCHSCRIPT_FILE),
+                                        "inputs": list(main.input_names), "output": main.output}
+            manifest = build_manifest(directory, plan, action, source_spec(source, info, plan, cfg, extra), features)
+            write_manifest(directory, manifest)
+            if not cfg.verify:
+                return manifest, None
+            n = cfg.parity_samples
+            sets = {"random": random_inputs(plan, n, np.random.default_rng(cfg.seed)),
+                    "env": env_inputs(source.env, plan, n, seed=cfg.seed, sim=sim)}
+            report = check_parity(directory, plan, sets, atol=cfg.parity_atol, seed=cfg.seed)
+            if not report.passed:
+                raise ParityError(f"exported bundle differs from {source.path}: max |bundle - torch| per observation "
+                                  f"set {report.max_abs_diff} exceeds parity_atol={cfg.parity_atol} (nothing written)")
+            manifest = dataclasses.replace(manifest, source=dataclasses.replace(
+                manifest.source, extra={**manifest.source.extra, "parity": report.to_dict()}))
+            write_manifest(directory, manifest)
+            return manifest, report
 
-    manifest, report = write_atomically(Path(cfg.output), cfg.overwrite, fill)
-    return ExportResult(bundle=Path(cfg.output), manifest=manifest, parity=report,
-                        seconds=time.perf_counter() - start)
+        manifest, report = write_atomically(output, cfg.overwrite, fill)
+    finally:
+        sim.close()
+    return ExportResult(bundle=output, manifest=manifest, parity=report, seconds=time.perf_counter() - start)

@@ -53,10 +53,11 @@ def random_inputs(plan: ExportPlan, n: int, rng: np.random.Generator) -> list[In
     return out
 
 
-def env_inputs(env: EnvConfig, plan: ExportPlan, n: int, seed: int) -> list[Inputs]:
+def env_inputs(env: EnvConfig, plan: ExportPlan, n: int, seed: int, sim=None) -> list[Inputs]:
     """Observations the robot would send: windows of consecutive env observations under random actions.
 
-    These come from the env the checkpoint was trained on (the distribution its dataset was recorded from).
+    These come from the env the checkpoint was trained on (the distribution its dataset was recorded from); `sim`:
+    an instance of it to use (reset here, left open), else one is built and closed.
     """
     from training.datasets import observation_to_dataset
 
@@ -64,7 +65,9 @@ def env_inputs(env: EnvConfig, plan: ExportPlan, n: int, seed: int) -> list[Inpu
     keys = [f.key for f in plan.features]
     rng = np.random.default_rng(seed)
     out: list[Inputs] = []
-    sim = make_env(env)
+    owned = sim is None
+    if owned:
+        sim = make_env(env)
     try:
         episode = 0
         while len(out) < n:
@@ -92,7 +95,8 @@ def env_inputs(env: EnvConfig, plan: ExportPlan, n: int, seed: int) -> list[Inpu
                 sample[k] = stacked[None] if n_obs > 1 else stacked
             out.append(sample)
     finally:
-        sim.close()
+        if owned:
+            sim.close()
     return out
 
 

@@ -2,7 +2,8 @@
 
 Two tables per export, each as <name>.parquet and <name>.csv, plus rollouts.json describing them (format_version 2):
     actions  one row per control tick that was executed: episode, seed, tick, timestamp_s, <one column per joint>,
-             held (the runner output its held action because of a fault)
+             held (the runner output its held action because of a fault), no_command (the runner had nothing safe
+             to command, and the simulated driver held the measured joint position: the row's joint values)
     chunks   one row per predicted action: episode, seed, chunk (index in the episode, in the order computed),
              origin_tick (the tick whose observation the chunk was computed from), used, arrival_tick, start_tick,
              step (index from the action for that observation on, i.e. after chunk_offset), tick, timestamp_s,
@@ -30,7 +31,8 @@ from typing import Callable
 import numpy as np
 
 ACTIONS, CHUNKS, META_FILE = "actions", "chunks", "rollouts.json"
-FORMAT_VERSION = 2  # 2: chunks.tick follows the runner's schedule (start_tick); used / arrival_tick / start_tick
+# 2: chunks.tick follows the runner's schedule (start_tick); used / arrival_tick / start_tick. 3: actions.no_command
+FORMAT_VERSION = 3
 
 COLUMNS = {
     ACTIONS: {
@@ -39,6 +41,8 @@ COLUMNS = {
         "tick": "control tick from the episode start",
         "timestamp_s": "tick / control_hz",
         "held": "the runner output its held action because of a fault",
+        "no_command": "the runner had nothing safe to command (before the episode's first valid observation); the "
+                      "joint values are the measured position the simulated driver held",
     },
     CHUNKS: {
         "episode": "evaluation episode index",
@@ -72,6 +76,7 @@ class _Episode:
     ticks: list[int] = field(default_factory=list)
     actions: list[np.ndarray] = field(default_factory=list)
     held: list[bool] = field(default_factory=list)
+    no_command: list[bool] = field(default_factory=list)
     chunks: list[_Chunk] = field(default_factory=list)
     by_origin: dict[int, _Chunk] = field(default_factory=dict)  # the runner requests at most one chunk per tick
 
@@ -90,11 +95,12 @@ class RolloutRecorder:
     def start(self, episode: int, seed: int | None) -> None:
         self.episodes[episode] = _Episode(episode, seed)
 
-    def tick(self, episode: int, tick: int, action: np.ndarray, held: bool) -> None:
+    def tick(self, episode: int, tick: int, action: np.ndarray, held: bool, no_command: bool = False) -> None:
         e = self.episodes[episode]
         e.ticks.append(int(tick))
         e.actions.append(np.asarray(action, np.float32).copy())
         e.held.append(bool(held))
+        e.no_command.append(bool(no_command))
 
     def chunk(self, episode: int, origin_tick: int, chunk: np.ndarray) -> None:
         """A chunk computed from `origin_tick`'s observation (not yet in the runner's plan)."""
@@ -128,6 +134,7 @@ class RolloutRecorder:
             e.ticks = [e.ticks[i] for i in keep]
             e.actions = [e.actions[i] for i in keep]
             e.held = [e.held[i] for i in keep]
+            e.no_command = [e.no_command[i] for i in keep]
             e.chunks = [c for c in e.chunks if c.origin < n]
             e.by_origin = {c.origin: c for c in e.chunks}
             for c in e.chunks:
@@ -150,6 +157,7 @@ class RolloutRecorder:
             a_rows["tick"] += e.ticks
             a_rows["timestamp_s"] += [t / self.control_hz for t in e.ticks]
             a_rows["held"] += e.held
+            a_rows["no_command"] += e.no_command
             a_joints += e.actions
             for index, c in enumerate(e.chunks):
                 k = len(c.actions)
@@ -173,7 +181,8 @@ class RolloutRecorder:
         def build(table: str, rows: dict, mat: np.ndarray) -> pa.Table:
             fields, arrays = [], []
             for name, values in rows.items():
-                kind = pa.float64() if name == "timestamp_s" else pa.bool_() if name in ("held", "used") else pa.int64()
+                kind = (pa.float64() if name == "timestamp_s" else pa.bool_() if name in ("held", "no_command", "used")
+                        else pa.int64())
                 meta = {"unit": "s"} if name == "timestamp_s" else None
                 fields.append(pa.field(name, kind, nullable=name in nullable, metadata=meta))
                 arrays.append(pa.array(values, kind))

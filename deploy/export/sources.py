@@ -29,6 +29,8 @@ class ExportSource:
     policy: nn.Module  # imitation: a policies.interface.Policy; rl: training.rl.actor.DeterministicActor
     metadata: dict[str, Any] = field(default_factory=dict)  # algorithm, checkpoint.json hash, ...
     rl: Any = None  # training.rl.checkpoint.RLCheckpoint for RL checkpoints
+    stats_path: Path | None = None  # imitation: the dataset statistics the policy was built with
+    dataset_root: str | None = None  # imitation: where the training dataset was (it may be gone)
 
 
 def _file_sha256(path: Path) -> str:
@@ -40,7 +42,7 @@ def load_source(path: str | Path) -> ExportSource:
     ckpt = read_checkpoint(path)
     meta = {"checkpoint_json_sha256": _file_sha256(ckpt.path / META_FILE), "checkpoint_type": ckpt.type}
     if ckpt.kind == "imitation":
-        from training.imitation.checkpoint import read_imitation_checkpoint
+        from training.imitation.checkpoint import DATASET_STATS, read_imitation_checkpoint
 
         ic = read_imitation_checkpoint(ckpt.path)
         if ic.policy_type not in IMITATION_TYPES:
@@ -48,7 +50,8 @@ def load_source(path: str | Path) -> ExportSource:
                              f"exportable: {list(IMITATION_TYPES)}")
         policy = ic.load_policy("cpu").eval()
         return ExportSource(path=ckpt.path, kind="imitation", policy_type=ic.policy_type, step=ic.step,
-                            config=dict(ckpt.config), env=ic.config.env, policy=policy, metadata=meta)
+                            config=dict(ckpt.config), env=ic.config.env, policy=policy, metadata=meta,
+                            stats_path=ic.checkpoint.file(DATASET_STATS), dataset_root=str(ic.config.dataset.root) if ic.config.dataset.root else None)
     if ckpt.kind == "rl":
         from training.rl.actor import build_actor
         from training.rl.checkpoint import read_rl_checkpoint

@@ -22,24 +22,51 @@ TINY = {
 }
 
 
-def _stats(dim: int, rng: np.random.Generator, center: float = 0.0, spread: float = 0.5) -> dict:
-    mean = center + rng.normal(0.0, 0.3, dim)
-    std = spread * rng.uniform(0.5, 1.5, dim)
-    return {"mean": mean.tolist(), "std": std.tolist(), "min": (mean - 3 * std).tolist(),
-            "max": (mean + 3 * std).tolist(), "count": [1000]}
+def _random_walk_episodes(env_kwargs: dict, episodes: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """Reach episodes under random targets around the arm's pose: what the stats of a small dataset would see."""
+    import gymnasium as gym
 
+    import envs  # noqa: F401  (registration)
 
-def random_stats(features: dict[str, list[int]], seed: int = 0) -> dict:
-    """Dataset-stats-shaped random statistics (images: per channel (3, 1, 1) in [0, 1], as LeRobot)."""
+    env = gym.make(env_kwargs["id"], max_episode_steps=env_kwargs["max_episode_steps"])
     rng = np.random.default_rng(seed)
-    stats = {}
+    out = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        rows: dict[str, list] = {"observation.state": [], "observation.environment_state": [], "action": []}
+        done = False
+        while not done:
+            action = np.clip(obs["agent_pos"] + rng.normal(0, 0.3, 6), env.action_space.low,
+                             env.action_space.high).astype(np.float32)
+            rows["observation.state"].append(obs["agent_pos"])
+            rows["observation.environment_state"].append(obs["environment_state"])
+            rows["action"].append(action)
+            obs, _, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+        out.append({k: np.stack(v) for k, v in rows.items()})
+    env.close()
+    return out
+
+
+def dataset_stats(features: dict[str, list[int]], seed: int = 0, speeds: bool = True) -> dict:
+    """Dataset statistics as the recorder computes them (training.datasets.stats) from a few random-walk Reach
+    episodes; images: per channel (3, 1, 1) in [0, 1], as LeRobot. speeds=False: without max_abs_delta, like a
+    dataset recorded before it existed."""
+    from training.datasets.stats import MAX_ABS_DELTA, StatsAccumulator, stats_to_json
+
+    vectors = {k: ("vector", shape[0]) for k, shape in features.items() if not k.startswith("observation.images.")}
+    acc = StatsAccumulator(vectors)
+    for episode in _random_walk_episodes(REACH, 4, seed):
+        acc.update(episode)
+    stats = stats_to_json(acc.result())
+    if not speeds:
+        for entry in stats.values():
+            entry.pop(MAX_ABS_DELTA)
     for key, shape in features.items():
         if key.startswith("observation.images."):
             c = np.ones((shape[0], 1, 1))
             stats[key] = {"mean": (0.4 * c).tolist(), "std": (0.2 * c).tolist(), "min": (0 * c).tolist(),
                           "max": c.tolist(), "count": [1000]}
-        else:
-            stats[key] = _stats(shape[0], rng)
     return stats
 
 
@@ -50,15 +77,17 @@ def reach_features(pixels: bool = False) -> dict[str, list[int]]:
     return features
 
 
-def imitation_checkpoint(run_dir: Path, policy_type: str, *, pixels: bool = False, seed: int = 0, **overrides
-                         ) -> Path:
-    """A checkpoint of an untrained tiny policy for Reach, written with the imitation trainer's checkpoint code."""
+def imitation_checkpoint(run_dir: Path, policy_type: str, *, pixels: bool = False, seed: int = 0,
+                         stats: dict | None = None, dataset_root: Path | None = None, **overrides) -> Path:
+    """A checkpoint of an untrained tiny policy for Reach, written with the imitation trainer's checkpoint code.
+    stats: the dataset statistics to build it with (default: dataset_stats(...)); dataset_root: the dataset path its
+    config names (default: one that does not exist)."""
     from training.imitation.checkpoint import save_imitation_checkpoint
     from training.imitation.config import config_from_dict
 
     torch.manual_seed(seed)
     features = reach_features(pixels)
-    stats = random_stats(features, seed)
+    stats = dataset_stats(features, seed) if stats is None else stats
     policy_cfg = {"type": policy_type, **TINY[policy_type], **overrides}
     policy = make_policy(policy_cfg, features, stats).eval()
     if getattr(policy, "ema_network", None) is not None:
@@ -67,7 +96,7 @@ def imitation_checkpoint(run_dir: Path, policy_type: str, *, pixels: bool = Fals
             for p in policy.ema_network.parameters():
                 p.add_(0.01 * torch.randn_like(p))
     env = REACH_PIXELS if pixels else REACH
-    cfg = config_from_dict({"env": dict(env), "policy": policy_cfg, "dataset": {"root": str(run_dir / "no_dataset")},
+    cfg = config_from_dict({"env": dict(env), "policy": policy_cfg, "dataset": {"root": str(dataset_root or run_dir / "no_dataset")},
                             "steps": 1})
     return save_imitation_checkpoint(run_dir, cfg, policy, step=1, state={"note": "export test"},
                                      tensors={"unused": torch.zeros(1)}, dataset_stats_json=json.dumps(stats))

@@ -69,7 +69,8 @@ def test_zero_latency_bundle_replays_the_checkpoint_and_records_what_it_did(expo
     actions = pq.read_table(out / "actions.parquet")
     chunks = pq.read_table(out / "chunks.parquet")
     names = list(m.action.names)
-    assert actions.column_names == ["episode", "seed", "tick", "timestamp_s", "held", *names]
+    assert actions.column_names == ["episode", "seed", "tick", "timestamp_s", "held", "no_command", *names]
+    assert not np.asarray(actions["no_command"]).any()  # every observation valid: the runner always commanded
     assert chunks.column_names == ["episode", "seed", "chunk", "origin_tick", "used", "arrival_tick", "start_tick",
                                    "step", "tick", "timestamp_s", *names]
     assert [actions.schema.field(n).metadata[b"unit"].decode() for n in names] == list(m.action.units)
@@ -78,7 +79,7 @@ def test_zero_latency_bundle_replays_the_checkpoint_and_records_what_it_did(expo
     assert pacsv.read_csv(out / "chunks.csv").column_names == chunks.column_names
     meta_json = json.loads((out / "rollouts.json").read_text())
     assert meta_json["units"] == dict(zip(names, m.action.units)) and meta_json["control_hz"] == 50.0
-    assert meta_json["format_version"] == 2 and "start_tick" in meta_json["columns"]["chunks"]
+    assert meta_json["format_version"] == 3 and "start_tick" in meta_json["columns"]["chunks"]
 
     ticks = np.asarray(actions["tick"])
     np.testing.assert_allclose(np.asarray(actions["timestamp_s"]), ticks / 50.0)
@@ -138,10 +139,11 @@ def test_async_rollouts_place_every_chunk_where_the_runner_scheduled_it(exported
     # previous plan ran out, which n_action_steps=8 forces) starts later by the ticks held.
     _, bundle, root = exported
     m = load_manifest(bundle)
-    assert m.action.max_velocity is None  # executed = clamped plan, no rate limit to account for
     delay, blend, usable = 3, 2, m.control.chunk_size - m.control.chunk_offset
+    # A rate limit far above anything the policy does (a run-time override of the manifest's): executed = clamped
+    # plan, the scheduling alone is under test.
     run = BundleRunConfig(mode="async", latency_ms=60, blend_ticks=blend, n_action_steps=n_action_steps,
-                          rollouts=True)
+                          rollouts=True, max_velocity=[1000.0])
     out = root / f"eval_async_rollouts_{n_action_steps}"
     result = evaluate_bundle(eval_cfg(bundle), out, run)
     actions = pq.read_table(out / "rollouts" / "actions.parquet")

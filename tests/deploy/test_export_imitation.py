@@ -133,6 +133,9 @@ def test_bundle_matches_checkpoint_and_manifest_describes_it(tmp_path, policy_ty
     env_state = m.feature(ENV_STATE)
     assert env_state.shape == (6,) and env_state.names == u.environment_state_names
     assert env_state.units == ("m",) * 6
+    # Safe by default: a velocity limit and observation ranges (tests/deploy/test_export_safety.py: their values).
+    assert m.action.max_velocity is not None and len(m.action.max_velocity) == 6
+    assert all(f.low is not None and f.high is not None for f in (state, env_state))
 
     src = m.source
     assert src.checkpoint == str(ckpt.resolve())
@@ -189,7 +192,8 @@ def test_export_refuses_existing_output_and_writes_nothing_when_parity_fails(tmp
     with pytest.raises(ParityError, match="parity_atol"):
         export(tmp_path, ckpt, overwrite=True, parity_atol=1e-12)
     assert (tmp_path / "bundle" / "manifest.json").read_text() == before  # the old bundle is untouched
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "run"]  # no temp dirs left behind
+    # No temp dirs left behind; the lock file beside the bundle stays (deploy.export.staging).
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".bundle.lock", "bundle", "run"]
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("not a bundle")
     with pytest.raises(FileExistsError, match="not a bundle"):

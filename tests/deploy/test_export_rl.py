@@ -78,11 +78,19 @@ def test_actor_bundle_matches_sb3_predict(algo, request):
     assert m.source.extra["kind"] == "rl" and m.source.extra["algorithm"] == algo
     assert m.source.extra["export_notes"]["vecnormalize"]["norm_obs"] is True
     assert m.source.config["algo"]["name"] == algo
-    # One tick of the runner gives SB3's action, clamped to the limits.
+    # No demonstrations: the default velocity limit and ranges come from rollouts of the policy itself.
+    safety = m.source.extra["safety"]
+    assert "closed-loop rollouts of the policy" in safety["max_velocity"]["from"]
+    assert len(m.action.max_velocity) == 6 and all(v > 0 for v in m.action.max_velocity)
+    assert m.feature(STATE).low is not None and m.feature(ENV_STATE).low is not None
+    # One tick of the runner gives SB3's action, clamped to the limits and rate-limited from the measured pose.
     runner = ChunkRunner(root / "bundle")
     obs = samples[0]
     action = runner.tick({STATE: obs["agent_pos"][0], ENV_STATE: obs["environment_state"][0]})
-    np.testing.assert_allclose(action, np.clip(want[0], m.action.lower, m.action.upper), atol=1e-4)
+    step = np.asarray(m.action.max_velocity) / m.control.frequency_hz
+    pose = obs["agent_pos"][0]
+    want_action = np.clip(np.clip(want[0], m.action.lower, m.action.upper), pose - step, pose + step)
+    np.testing.assert_allclose(action, want_action, atol=1e-4)
 
 
 def test_export_script_writes_a_bundle_and_rejects_typos(sac, tmp_path):

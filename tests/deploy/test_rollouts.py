@@ -24,8 +24,9 @@ def run_with_hook(bundle, n_ticks, **kwargs):
     with runner:
         for t in range(n_ticks):
             now[0] = t
-            outputs.append(runner.tick(state_obs(100 * t + 50))[0])
-    return np.array(outputs), accepted, runner.statistics
+            action = runner.tick(state_obs(100 * t + 50))
+            outputs.append(None if action is None else action[0])  # None: nothing commanded yet (startup)
+    return np.array(outputs, dtype=object), accepted, runner.statistics
 
 
 def planned(chunk, t):
@@ -47,7 +48,7 @@ def test_on_chunk_reports_the_tick_each_chunk_starts_at(tmp_path, kwargs, expect
     assert accepted == expected
     for t, output in enumerate(outputs):
         live = [c for c in accepted if c[2] <= t]
-        assert output == (planned(live[-1], t) if live else 0.0)  # 0: startup, the limits' midpoint
+        assert output == (planned(live[-1], t) if live else None)  # None: startup, no command before a plan
     assert stats.skipped_actions == sum(arrival - start for _, start, arrival in accepted)
 
 
@@ -75,7 +76,7 @@ def test_on_chunk_with_temporal_ensembling_matches_the_ensembled_ticks(tmp_path)
     for t in range(2, 12):
         # coefficient 0: the plain mean of every accepted chunk's prediction for tick t.
         live = [planned(c, t) for c in accepted if c[2] <= t < c[1] + 5]
-        np.testing.assert_allclose(outputs[t], np.mean(live), rtol=1e-6)
+        np.testing.assert_allclose(float(outputs[t]), np.mean(live), rtol=1e-6)
 
 
 def test_a_failing_on_chunk_is_a_fault_not_a_crash(tmp_path):
@@ -105,7 +106,8 @@ def test_recorder_places_used_chunks_at_their_schedule_and_marks_the_rest(tmp_pa
     rec.accepted(0, 4, 4, 6)
     rec.accepted(0, 8, 8, 10)
     for t in range(12):
-        rec.tick(0, t, np.full(2, t, np.float32), held=False)
+        # Ticks 0-1: the runner had nothing to command; the simulated driver held the measured pose.
+        rec.tick(0, t, np.full(2, t, np.float32), held=False, no_command=t < 2)
     with pytest.raises(ValueError, match="no chunk computed then was recorded"):
         rec.accepted(0, 5, 5, 7)
     with pytest.raises(ValueError, match="must lie between"):
@@ -121,6 +123,7 @@ def test_recorder_places_used_chunks_at_their_schedule_and_marks_the_rest(tmp_pa
     assert chunks["tick"] == [2, 3, 4, 4, 5, 6] + [None] * 6
     assert chunks["timestamp_s"] == [0.2, 0.3, 0.4, 0.4, 0.5, 0.6] + [None] * 6
     assert chunks["a"][:3] == [1.0, 2.0, 3.0] and chunks["a"][3:6] == [41.0, 42.0, 43.0]
-    assert pq.read_table(out["actions.parquet"]).num_rows == 10
+    actions = pq.read_table(out["actions.parquet"]).to_pydict()
+    assert len(actions["tick"]) == 10 and actions["no_command"] == [True] * 2 + [False] * 8
     meta = json.loads(out["rollouts.json"].read_text())
-    assert meta["format_version"] == 2 and set(meta["columns"]["chunks"]) >= {"origin_tick", "start_tick", "used"}
+    assert meta["format_version"] == 3 and "no_command" in meta["columns"]["actions"] and set(meta["columns"]["chunks"]) >= {"origin_tick", "start_tick", "used"}

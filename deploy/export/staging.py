@@ -1,0 +1,111 @@
+"""Staging folders beside a bundle: one exporter per output at a time (a lock), temp names that carry the writer's
+pid, and the cleanup of what a killed export left behind, never touching a live writer's folder.
+
+Beside `bundles/act` an export uses
+    .act.lock                 flock'ed while the export writes; holds the writer's pid
+    .act.tmp-<pid>-<hex>      the bundle being written
+    .act.old-<pid>-<hex>      the previous bundle, moved aside for the instant of the swap
+A kill leaves the last two behind. The next export of the same output removes the temp folders of dead writers and,
+if the kill came between the two renames of the swap (no bundle at `output`), puts the previous bundle back first.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+# Written before pids were part of the name: removed only when nobody has touched them for this long.
+LEGACY_STALE_S = 3600.0
+
+
+def tmp_name(output: Path, kind: str) -> Path:
+    return output.parent / f".{output.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+class OutputLock:
+    """Exclusive lock on one bundle output (fcntl.flock on .NAME.lock); a second exporter fails at once."""
+
+    def __init__(self, output: Path):
+        self.output = output
+        self.path = output.parent / f".{output.name}.lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> "OutputLock":
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise FileExistsError(f"another export is writing {self.output} "
+                                      f"(pid {holder}, lock {self.path}); wait for it or choose another output") from e
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the flock; the file stays, empty of meaning until the next holder
+            self._fd = None
+
+
+_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?:(?P<pid>\d+)-)?(?P<tag>[0-9a-f]{8})$")
+
+
+def leftovers(output: Path) -> list[tuple[Path, str, int | None]]:
+    """(path, "tmp" | "old", writer pid or None for the pid-less legacy names) of the staging folders of `output`."""
+    found = []
+    if not output.parent.is_dir():
+        return found
+    for path in output.parent.iterdir():
+        m = _NAME.match(path.name)
+        if m is None or m["name"] != output.name or not path.is_dir() or path.is_symlink():
+            continue
+        found.append((path, m["kind"], int(m["pid"]) if m["pid"] else None))
+    return found
+
+
+def _abandoned(path: Path, pid: int | None) -> bool:
+    if pid is not None:
+        return pid != os.getpid() and not pid_alive(pid)
+    try:
+        return time.time() - path.stat().st_mtime > LEGACY_STALE_S
+    except FileNotFoundError:
+        return False
+
+
+def clean_leftovers(output: Path) -> list[Path]:
+    """Remove the staging folders of `output` whose writer is dead; call with the output's lock held. When `output`
+    is missing because a writer died mid-swap, its previous bundle (the newest abandoned .old folder) is restored.
+    Returns what was removed."""
+    removed = []
+    abandoned = [(p, kind) for p, kind, pid in leftovers(output) if _abandoned(p, pid)]
+    olds = sorted((p for p, kind in abandoned if kind == "old"), key=lambda p: p.stat().st_mtime, reverse=True)
+    if not output.exists() and olds:
+        os.replace(olds.pop(0), output)
+    for path, _ in abandoned:
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
