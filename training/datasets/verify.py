@@ -221,7 +221,7 @@ def _check_videos(meta: DatasetMeta, key: str, report: Report) -> None:
                 stream = container.streams.video[0]
                 size = (stream.codec_context.height, stream.codec_context.width)
                 frames = sum(1 for packet in container.demux(stream) if packet.size)
-        except (av.error.FFmpegError, OSError) as err:
+        except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:  # PyAV decodes corrupt metadata as text
             report.problem(path, f"cannot be read as a video ({err})")
             continue
         if size != (h, w):

@@ -130,7 +130,7 @@ def decode_video(path: Path, fps: float, total_frames: int, context: str = "") -
                     out = np.empty((total_frames, *rgb.shape), np.uint8)
                 out[i] = rgb
                 seen[i] = True
-    except (av.error.FFmpegError, OSError) as err:
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:  # PyAV decodes corrupt metadata as text
         if isinstance(err, FileNotFoundError):
             raise
         raise CorruptFileError(f"cannot decode video file {where}: {err}") from err
