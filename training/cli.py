@@ -40,10 +40,13 @@ class UsageError(ValueError):
 
 def one_line(err: BaseException | str) -> str:
     """An error as one line: Hydra's and OmegaConf's multi-line messages folded, their underlying cause appended."""
-    from hydra.errors import MissingConfigException
+    from hydra.errors import MissingConfigException, OverrideParseException
 
     if isinstance(err, str):
         return " ".join(err.split())
+    if isinstance(err, OverrideParseException):
+        reason = " ".join(str(err).split("See https://")[0].split())
+        return f"cannot parse the override {err.override!r}: {reason}"
     if isinstance(err, MissingConfigException):
         first = str(err).strip().splitlines()[0]
         options = getattr(err, "options", None)
@@ -55,6 +58,9 @@ def one_line(err: BaseException | str) -> str:
         if line.strip():
             lines.append(line.strip())
     text = " ".join(" ".join(lines).split()) or type(err).__name__
+    key = getattr(err, "full_key", None)
+    if isinstance(err, OmegaConfBaseException) and key and key not in text:
+        text = f"{key}: {text}"  # which field, for messages that only say what was wrong
     cause = err.__cause__ or err.__context__
     if cause is not None and isinstance(cause, (OmegaConfBaseException, ValueError)) and not isinstance(err, UsageError):
         # The first line of the direct cause says what was wrong (Hydra's own line names only the override).
@@ -86,11 +92,19 @@ def _known_paths(node: DictConfig, prefix: str, out: list[str]) -> None:
 
 
 def _closest(key: str, path: str, siblings: Sequence[str], everything: Sequence[str]) -> str | None:
+    """A close field of the same node, else a very close field anywhere (`+hidden_dims` meant policy.hidden_dims),
+    else the least far field of the same node."""
     near = difflib.get_close_matches(key, siblings, n=1, cutoff=0.5)
     if near:
         return path + near[0]
-    near = difflib.get_close_matches(path + key, everything, n=1, cutoff=0.0)
-    return near[0] if near else None
+    by_leaf: dict[str, str] = {}
+    for full in everything:
+        by_leaf.setdefault(full.rsplit(".", 1)[-1], full)
+    near = difflib.get_close_matches(key, list(by_leaf), n=1, cutoff=0.75)
+    if near:
+        return by_leaf[near[0]]
+    near = difflib.get_close_matches(key, siblings, n=1, cutoff=0.0)
+    return path + near[0] if near else None
 
 
 def unknown_keys(cfg: DictConfig, skip: Sequence[str] = ("hydra",)) -> list[str]:
@@ -118,7 +132,7 @@ def unknown_keys(cfg: DictConfig, skip: Sequence[str] = ("hydra",)) -> list[str]
                 walk(child, f"{path}{key}.")
 
     walk(cfg, "")
-    return problems
+    return sorted(problems)
 
 
 def check_keys(cfg: DictConfig) -> None:
@@ -289,6 +303,18 @@ def _remove_if_only_hydra(run_dir: Path) -> None:
         parent = parent.parent
 
 
+def _close_logs_in(run_dir: Path) -> None:
+    """Detach the job log's file handler (Hydra's `<job>.log` in the run dir) before the dir may be removed."""
+    import logging
+
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        name = getattr(handler, "baseFilename", None)
+        if name is not None and Path(name).resolve().parent == run_dir.resolve():
+            root.removeHandler(handler)
+            handler.close()
+
+
 @contextmanager
 def reported(*errors: type[BaseException], cleanup: bool = True) -> Iterator[None]:
     """Inside a @hydra.main function: `errors` (plus UsageError) end the script with one `error:` line, exit 2,
@@ -304,10 +330,9 @@ def reported(*errors: type[BaseException], cleanup: bool = True) -> Iterator[Non
 
             hc = HydraConfig.get()
             if hc.mode == RunMode.RUN:
-                import logging
-
-                logging.shutdown()  # the job log's handler holds the file open
-                _remove_if_only_hydra(Path(hc.runtime.output_dir))
+                run_dir = Path(hc.runtime.output_dir)
+                _close_logs_in(run_dir)
+                _remove_if_only_hydra(run_dir)
         except ValueError:  # not inside a Hydra job
             pass
         fail(err)

@@ -381,3 +381,86 @@ def test_hydra_refuses_wrong_overrides(compose, override, message):
         compose(["dataset.root=x", override])
     # Hydra names the override; the cause says what is wrong with it.
     assert message in f"{info.value}\n{info.value.__cause__}"
+
+
+# ------------------------------------------------------------------------------------------------ no env (issue 12)
+def test_training_without_an_env_takes_features_from_the_dataset(reach_data, tmp_path, monkeypatch):
+    import training.imitation.trainer as trainer_module
+    from training.evaluation import load_for_evaluation
+
+    def no_env(*_):
+        raise AssertionError("an env was built although env is null")
+
+    monkeypatch.setattr(trainer_module, "probe_env", no_env)
+    monkeypatch.setattr(trainer_module, "make_eval_envs", no_env)
+    cfg = make_cfg(reach_data, "mlp", env=None, steps=4, eval={"final_episodes": 5})
+    assert cfg.env is None
+    result = train(cfg, tmp_path / "run")
+    assert result.step == 4 and result.final_eval is None
+    saved = read_imitation_checkpoint(tmp_path / "run")
+    assert saved.config.env is None
+    info = json.loads((reach_data / "meta" / "info.json").read_text())["features"]
+    trained = saved.load_policy("cpu").config
+    observed = {k: v["shape"] for k, v in info.items() if k.startswith("observation.")}
+    assert "observation.state" in observed and trained.input_features == observed
+    assert trained.output_features == {"action": info["action"]["shape"]}
+    with pytest.raises(ValueError, match="trained without an env .*no simulator to evaluate it in"):
+        load_for_evaluation(tmp_path / "run")
+
+
+def test_without_an_env_evaluation_settings_are_refused(reach_data, tmp_path):
+    with pytest.raises(ValueError, match="eval.every_steps=5 evaluates in simulation, but env is null"):
+        make_cfg(reach_data, "mlp", env=None, eval={"every_steps": 5})
+    with pytest.raises(ValueError, match="objective=eval/success_rate needs an evaluation in simulation"):
+        make_cfg(reach_data, "mlp", env=None, objective="eval/success_rate", eval={"final_episodes": 5})
+    cfg = make_cfg(reach_data, "mlp", env=None)
+    with pytest.raises(ImitationSetupError, match=r"no evaluation in simulation, but \['eval.final_episodes=5'\]"):
+        run(cfg, tmp_path / "run", overrides=["env=none", "eval.final_episodes=5"])
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("policy.optimizer_lr", float("nan"), "policy.optimizer_lr=nan is not a finite number"),
+    ("policy.optimizer_lr", float("inf"), "policy.optimizer_lr=inf is not a finite number"),
+    ("policy.optimizer_lr", -1.0, "optimizer_lr must be > 0"),
+    ("optim.eps", float("nan"), "optim.eps=nan is not a finite number"),
+    ("optim.grad_clip_norm", float("-inf"), "optim.grad_clip_norm=-inf is not a finite number"),
+    ("max_train_seconds", float("nan"), "max_train_seconds=nan is not a finite number"),
+])
+def test_non_finite_and_negative_numbers_are_refused(reach_data, path, value, message):
+    cfg = make_cfg(reach_data, "mlp")
+    *parents, name = path.split(".")
+    node = cfg
+    for parent in parents:
+        node = getattr(node, parent)
+    setattr(node, name, value)
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+        cfg.validate()
+
+
+def test_shape_hint_names_image_size_only_for_cameras():
+    from types import SimpleNamespace
+
+    from envs.config import EnvConfig
+    from training.imitation.checks import check_env_fits_policy
+
+    def policy(key, shape):
+        return SimpleNamespace(input_specs={key: SimpleNamespace(shape=shape)}, action_spec=SimpleNamespace(shape=(3,)))
+
+    env = EnvConfig(id="cerebellum/Reach-v0")
+    with pytest.raises(ImitationSetupError, match=r"\(4,\) in the env\. Set env") as state:
+        check_env_fits_policy(policy("observation.state", (6,)), env, {"observation.state": (4,), "action": (3,)})
+    assert "image_size" not in str(state.value).split(". Set")[0]
+    with pytest.raises(ImitationSetupError, match=r"\(3, 64, 64\) in the env \(image_size / cameras differ\?\)"):
+        check_env_fits_policy(policy("observation.images.top", (3, 96, 96)), env,
+                              {"observation.images.top": (3, 64, 64), "action": (3,)})
+
+
+def test_policy_config_alone_refuses_non_finite_numbers():
+    from policies.factory import make_policy_config
+
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=f"MLPConfig.optimizer_lr must be a finite number, got {value}"):
+            make_policy_config("mlp", optimizer_lr=value)
+    with pytest.raises(ValueError, match=r"unknown field\(s\) 'hiden_dims' \(did you mean 'hidden_dims'\?\)"):
+        make_policy_config("mlp", hiden_dims=[8])

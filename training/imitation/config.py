@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from omegaconf import MISSING, OmegaConf
@@ -193,6 +194,8 @@ def from_hydra(cfg: Any) -> ImitationTrainConfig:
 
     typed = finalize(to_object(cfg))
     check_device(typed.device)  # here, not in validate(): a saved config may name a GPU this machine lacks
+    if typed.run_dir is not None and Path(typed.run_dir).exists() and not Path(typed.run_dir).is_dir():
+        raise ValueError(f"run_dir={typed.run_dir!r} is a file, not a directory")
     return typed
 
 
