@@ -146,6 +146,23 @@ class DirectoryLock:
                 pass
 
 
+def is_locked(directory: str | os.PathLike) -> bool:
+    """Whether a live process holds the directory's lock right now (tested without taking it or creating anything)."""
+    try:
+        fd = os.open(Path(directory) / LOCK_NAME, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return True
+        raise
+    finally:
+        os.close(fd)  # closing drops the shared lock if we got it
+    return False
+
+
 def owner_pid(directory: str | os.PathLike) -> int | None:
     """The pid written in a directory's lock file, if any (it may be stale: only a held flock means anything)."""
     try:

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import atomic, checksums
+from .locks import is_locked
 from .format import (
     COLLECTION_PATH,
     EPISODES_DIR,
@@ -83,6 +84,17 @@ def column_to_numpy(column: pa.ChunkedArray, key: str, width: int, where: str) -
     return arr.to_numpy(zero_copy_only=False)
 
 
+_COMMIT_RETRIES = 100
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 class DatasetMeta:
     """Everything about a dataset but its frames: info.json, stats, tasks and the per-episode table."""
 
@@ -92,19 +104,23 @@ class DatasetMeta:
         if not self.root.is_dir():
             raise FileNotFoundError(f"dataset directory does not exist: {self.root}")
         self.verify = verify
-        if atomic.has_pending_commit(self.root):
-            # A writer died mid-commit after staging complete files; finishing it is always safe.
+        if atomic.has_pending_commit(self.root) and not is_locked(self.root):
+            # A writer died mid-commit after staging complete files; finishing it is always safe. A live writer
+            # (holding the lock) is finishing it right now: leave it alone.
             atomic.recover(self.root, clean_staging=False)
-        try:
-            self._load()
-        except checksums.ChecksumMismatchError:
-            # A writer publishing a commit renames its files one by one: a reader caught in between sees new
-            # checksums with old metadata (or the reverse). A second look after the commit settles tells that
-            # apart from real corruption.
-            time.sleep(0.2)
-            if atomic.has_pending_commit(self.root):
-                atomic.recover(self.root, clean_staging=False)
-            self._load()
+        # A writer publishing a commit renames its files one by one, so a reader caught in between sees new
+        # checksums with old metadata or the reverse. That is told apart from corruption by the commit journal
+        # (present while files are renamed) or a manifest replaced since this read began; then the read starts over.
+        for attempt in range(_COMMIT_RETRIES):
+            before = _stamp(self.root / checksums.CHECKSUMS_PATH)
+            try:
+                self._load()
+                return
+            except checksums.ChecksumMismatchError:
+                moving = atomic.has_pending_commit(self.root) or _stamp(self.root / checksums.CHECKSUMS_PATH) != before
+                if not moving or attempt == _COMMIT_RETRIES - 1:
+                    raise
+                time.sleep(0.01)
 
     def _load(self) -> None:
         self.checksums: dict[str, dict[str, Any]] | None = None

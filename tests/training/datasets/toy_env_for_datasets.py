@@ -88,6 +88,22 @@ def make_toy_expert(env: gym.Env) -> ToyExpert:
     return ToyExpert(env)
 
 
+class SlowExpert(ToyExpert):
+    """The toy expert taking $TOY_EXPERT_SLEEP seconds (default 0.02) per action, so that a collection lasts long
+    enough for another process to meet it; its resumption may run at full speed (TOY_EXPERT_SLEEP=0)."""
+
+    def __call__(self, observation: dict) -> np.ndarray:
+        import os
+        import time
+
+        time.sleep(float(os.environ.get("TOY_EXPERT_SLEEP", "0.02")))
+        return super().__call__(observation)
+
+
+def make_slow_expert(env: gym.Env) -> SlowExpert:
+    return SlowExpert(env)
+
+
 class Crash(RuntimeError):
     """Raised by CrashingExpert to simulate a collection killed mid-run."""
 
