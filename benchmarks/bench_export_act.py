@@ -95,8 +95,9 @@ def main() -> None:
                                       args.temporal_ensemble_coeff)
         out = args.output or Path(tmp) / "bundle"
         start = time.perf_counter()
+        # An untrained policy with made-up statistics has no joint speeds to derive a velocity limit from.
         result = export_checkpoint(ExportConfig(checkpoint=str(ckpt), output=str(out), optimize=not args.no_optimize,
-                                                overwrite=args.output is not None))
+                                                overwrite=args.output is not None, max_velocity=[3.0]))
         print(f"export: {result.summary()} (export + parity {time.perf_counter() - start:.1f} s)")
         policy = read_imitation_checkpoint(ckpt).load_policy("cpu").eval()
         bundle = BundlePolicy(out, intra_op_threads=1)

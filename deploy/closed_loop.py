@@ -5,12 +5,14 @@
 Inference in simulation is made deterministic: in "async" mode the chunk computed from tick s's observation is
 delivered at tick s + ceil((latency + jitter) * control_hz) (deploy.runtime.SimulatedLatency), so the simulated
 robot keeps executing the previous chunk meanwhile exactly as on the robot, without depending on this machine's
-speed. "sync" runs inference inside the tick (the zero-latency reference). Episode i of an evaluation reseeds its
-runner (diffusion noise, latency jitter) from (seed, i), so results do not depend on n_envs.
+speed. "sync" runs inference inside the tick (the zero-latency reference), without the robot's sync deadline,
+which would make results depend on this machine's load. Episode i of an evaluation reseeds its runner (diffusion
+noise, latency jitter) from (seed, i), so results do not depend on n_envs.
 
-When the runner has nothing safe to command (ChunkRunner.tick returns None: before the episode's first valid
-observation), a robot's driver keeps its own hold; the simulated driver does the same by commanding the joints'
-current measured position (the manifest's action.initial_from in the current observation): measured_hold.
+When the runner has nothing safe to command (ChunkRunner.tick returns None: every tick of an episode before its
+first model action, i.e. before the first valid observation and while the first chunk is computed), a robot's
+driver keeps its own hold; the simulated driver does the same by commanding the joints' current measured position
+(the manifest's action.initial_from in the current observation): measured_hold.
 
 Besides training.evaluation's results JSON, evaluate_bundle adds "runner": the summed ChunkRunner statistics
 (ticks, held ticks, late/stale chunks, skipped actions, faults, inference latency percentiles), and can write the
@@ -147,7 +149,10 @@ class BundleVectorPolicy:
         kwargs: dict[str, Any] = dict(mode=self.run.mode, latency=self.run.latency(),
                                       intra_op_threads=self.run.intra_op_threads,
                                       n_action_steps=self.n_action_steps, blend_ticks=self.run.blend_ticks,
-                                      verify_hash=False)
+                                      verify_hash=False,
+                                      # Sync inference inline, without the robot's wall-clock deadline: results
+                                      # must not depend on this machine's load (async latency is simulated).
+                                      sync_deadline_s=None)
         if self.run.max_velocity is not None:
             kwargs["max_velocity"] = list(self.run.max_velocity)
         if self.run.temporal_ensemble_coeff is not None:

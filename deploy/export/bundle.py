@@ -24,7 +24,7 @@ from training.datasets.atomic import fsync_dir
 
 from .env_info import EnvInfo
 from .plan import ExportPlan
-from .staging import OutputLock, clean_leftovers, tmp_name
+from .staging import OutputExistsError, OutputLock, clean_leftovers, tmp_name
 
 TORCHSCRIPT_FILE = "policy.torchscript.pt"
 
@@ -71,17 +71,27 @@ def build_manifest(directory: Path, plan: ExportPlan, action: ActionSpec, source
                     action=action, model=model, source=source, sampler=sampler)
 
 
+def make_parent(output: Path) -> None:
+    parent = output.parent
+    if parent.exists() and not parent.is_dir():
+        raise ValueError(f"output {output}: its parent {parent} is a file, not a directory")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as e:
+        raise ValueError(f"output {output}: cannot create its directory {parent} ({e})") from e
+
+
 def prepare_output(output: Path, overwrite: bool) -> None:
     if not output.exists():
-        output.parent.mkdir(parents=True, exist_ok=True)
+        make_parent(output)
         return
     if not output.is_dir():
-        raise FileExistsError(f"output {output} exists and is a file; a bundle is a directory")
+        raise OutputExistsError(f"output {output} exists and is a file; a bundle is a directory")
     if not overwrite:
-        raise FileExistsError(f"output {output} already exists; pass overwrite=true to replace it")
+        raise OutputExistsError(f"output {output} already exists; pass overwrite=true to replace it")
     if any(output.iterdir()) and not (output / MANIFEST_FILE).is_file():
-        raise FileExistsError(f"output {output} is a non-empty directory without {MANIFEST_FILE}; refusing to "
-                              "replace something that is not a bundle")
+        raise OutputExistsError(f"output {output} is a non-empty directory without {MANIFEST_FILE}; refusing to "
+                                "replace something that is not a bundle")
 
 
 def write_atomically(output: Path, overwrite: bool, fill: Callable[[Path], Any]) -> Any:
@@ -90,7 +100,7 @@ def write_atomically(output: Path, overwrite: bool, fill: Callable[[Path], Any])
     Holds the output's lock throughout (a second export of the same output fails at once) and first clears what a
     killed export of it left behind (deploy.export.staging)."""
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(output)
     with OutputLock(output):
         clean_leftovers(output)
         prepare_output(output, overwrite)

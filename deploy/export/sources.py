@@ -39,6 +39,9 @@ def _file_sha256(path: Path) -> str:
 
 def load_source(path: str | Path) -> ExportSource:
     """Read any exportable checkpoint (file hashes verified) and build its torch policy."""
+    if Path(path).exists() and not Path(path).is_dir():
+        raise ValueError(f"checkpoint {path} is a file; pass a checkpoint directory or a run directory (its latest "
+                         "checkpoint is exported)")
     ckpt = read_checkpoint(path)
     meta = {"checkpoint_json_sha256": _file_sha256(ckpt.path / META_FILE), "checkpoint_type": ckpt.type}
     if ckpt.kind == "imitation":

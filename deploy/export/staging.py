@@ -20,6 +20,11 @@ import time
 import uuid
 from pathlib import Path
 
+class OutputExistsError(FileExistsError, ValueError):
+    """The bundle output cannot be written: it exists (and overwrite is off, or it is not a bundle) or another export
+    holds it. Both a FileExistsError and a ValueError (the library's error for a bad input)."""
+
+
 # Written before pids were part of the name: removed only when nobody has touched them for this long.
 LEGACY_STALE_S = 3600.0
 
@@ -56,7 +61,7 @@ class OutputLock:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise FileExistsError(f"another export is writing {self.output} "
+                raise OutputExistsError(f"another export is writing {self.output} "
                                       f"(pid {holder}, lock {self.path}); wait for it or choose another output") from e
             raise
         os.ftruncate(fd, 0)

@@ -118,6 +118,7 @@ def test_async_latency_is_injected_and_scheduling_keeps_the_robot_fed(exported):
     assert 3 * (runner["chunks_received"] - EPISODES) <= runner["skipped_actions"]
     assert runner["skipped_actions"] <= 4 * (runner["chunks_received"] - EPISODES)
     assert runner["startup_ticks"] >= 3 * EPISODES  # the robot holds its pose until the first chunk lands
+    assert runner["no_command_ticks"] >= 3 * EPISODES  # ... by its driver: the runner commands nothing before it
     assert result.episodes == EPISODES
 
     again = evaluate_bundle(eval_cfg(bundle), root / "eval_async_again", run)
@@ -175,8 +176,10 @@ def test_async_rollouts_place_every_chunk_where_the_runner_scheduled_it(exported
         for i, (t, held) in enumerate(zip(a["tick"], a["held"])):
             live = [k for k, (arrival, _, _) in enumerate(plan) if arrival <= t]
             if not live:
-                assert not held and t < delay  # startup: the robot holds its pose, not a fault
+                # Startup: the runner commands nothing, the simulated driver holds the measured pose; not a fault.
+                assert not held and t < delay and a["no_command"][i]
                 continue
+            assert not a["no_command"][i]
             k = live[-1]
             arrival, _, scheduled = plan[k]
             assert held == (t not in scheduled)  # held exactly when the active chunk had nothing for this tick
