@@ -15,7 +15,7 @@ from hydra.core.config_store import ConfigStore
 
 from deploy.export.config import ExportConfig
 from training import cli
-from training.checkpoints import resolve_checkpoint
+from training.checkpoints import read_checkpoint
 
 ConfigStore.instance().store(name="export_schema", node=ExportConfig)
 
@@ -23,7 +23,10 @@ ConfigStore.instance().store(name="export_schema", node=ExportConfig)
 def prepare(cfg) -> ExportConfig:
     typed: ExportConfig = cli.to_object(cfg)
     typed.validate()
-    resolve_checkpoint(typed.checkpoint)  # a missing checkpoint is named before Hydra makes its run dir
+    source = read_checkpoint(typed.checkpoint, verify_files=False)  # named before Hydra makes its run dir
+    if source.config.get("env", {}) is None:
+        raise ValueError(f"{source.path} was trained without an env (env=null): a bundle's manifest takes the joint "
+                         "names, units and control rate from the env, so this checkpoint cannot be exported yet")
     output = Path(typed.output)
     if output.exists() and not output.is_dir():
         raise NotADirectoryError(f"output={typed.output!r} is a file; a bundle is a directory")

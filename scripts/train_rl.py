@@ -13,6 +13,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 
 from training import cli
+from training.datasets.locks import LockHeldError
 from training.rl.config import from_hydra, register_configs
 from training.rl.trainer import plan_run, train
 
@@ -25,7 +26,8 @@ def main(cfg) -> None:
         plan = plan_run(cli.prepared(cfg, from_hydra), default_run_dir=HydraConfig.get().runtime.output_dir)
     if plan.resume is not None:
         print(f"resuming {plan.run_dir} from step {plan.resume.checkpoint.step} with the run's saved config")
-    result = train(plan.cfg, plan.run_dir, resume=plan.resume)
+    with cli.reported(LockHeldError, cleanup=False):  # another training holds the run dir: nothing was written
+        result = train(plan.cfg, plan.run_dir, resume=plan.resume)
     print(f"trained {result.num_timesteps} steps in {result.train_seconds:.0f} s; checkpoint: {result.checkpoint}")
     if result.final_eval is not None:
         print(result.final_eval.summary())

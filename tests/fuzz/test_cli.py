@@ -62,7 +62,8 @@ def invoke(script: str, args: list[str]) -> Outcome:
 # ------------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> dict[str, str]:
-    """Paths the cases name: a plain file, an empty directory, a small dataset and a checkpoint trained on it."""
+    """Paths the cases name: a plain file, an empty directory, a small dataset and two checkpoints trained on it
+(one with its env, one without: env=null)."""
     os.environ.setdefault("MUJOCO_GL", "egl")
     from training.datasets.collection import CollectConfig, collect
     from training.imitation.config import config_from_dict
@@ -81,8 +82,10 @@ def inputs(tmp_path_factory) -> dict[str, str]:
         "checkpoint": {"every_steps": 0}, "logger": {"mode": "disabled"}, "progress_bar": False, "torch_threads": 1,
     })
     train(cfg, base / "run")
+    cfg.env = None
+    train(cfg, base / "envless")
     return {"file": str(base / "afile.txt"), "empty": str(base / "empty"), "data": str(data),
-            "ckpt": str(base / "run")}
+            "ckpt": str(base / "run"), "envless": str(base / "envless")}
 
 
 @pytest.fixture
@@ -105,7 +108,7 @@ def check_refused(outcome: Outcome, expected: str, cwd: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ the cases
-# (kind, script, arguments, what the error line must say). {file}, {empty}, {data}, {ckpt}: paths from `inputs`.
+# (kind, script, arguments, what the error line must say). {file}, {empty}, {data}, {ckpt}, {envless}: `inputs`.
 # Outputs point into the (empty) working directory, so anything written there is caught.
 CASES = [
     # Keys a config does not define, at every level, with and without `+`: named with the closest valid key.
@@ -275,6 +278,8 @@ CASES = [
     ("env_null", "train", ["env=null", "dataset.root={data}", "objective=eval/success_rate",
                            "eval.final_episodes=0"], "needs an evaluation in simulation"),
     ("env_null", "train", ["env=null", "dataset.root={data}", "policy=mlp", "steps=0"], "steps must be >= 1"),
+    ("env_null", "eval", ["checkpoint={envless}"], "was trained without an env"),
+    ("env_null", "export", ["checkpoint={envless}", "output=b"], "was trained without an env"),
     ("env_null", "train_rl", ["env=null"], "'env' is a config group and needs one of its options"),
     ("env_null", "rollout_expert", ["env=null"], "'env' is a config group and needs one of its options"),
 ]
