@@ -69,8 +69,18 @@ class BundlePolicy:
 
     def __init__(self, bundle_dir: str | os.PathLike, *, intra_op_threads: int = 1,
                  providers: Sequence[str] | None = None, verify_hash: bool = True, manifest: Manifest | None = None):
-        if not isinstance(intra_op_threads, int) or intra_op_threads < 1:
+        if isinstance(intra_op_threads, bool) or not isinstance(intra_op_threads, int) or intra_op_threads < 1:
             raise ValueError(f"intra_op_threads must be an integer >= 1, got {intra_op_threads!r}")
+        if providers is not None:
+            available = ort.get_available_providers()
+            if not isinstance(providers, (list, tuple)) or not providers or not all(isinstance(p, str)
+                                                                                        for p in providers):
+                raise ValueError(f"providers must be a non-empty list of onnxruntime execution provider names, got "
+                                 f"{providers!r} (available here: {available})")
+            missing = [p for p in providers if p not in available]
+            if missing:
+                raise ValueError(f"onnxruntime execution provider(s) {missing} are not available in this install "
+                                 f"(available: {available})")
         self.bundle_dir = Path(bundle_dir)
         self.manifest = manifest if manifest is not None else load_manifest(self.bundle_dir, verify_hash=verify_hash)
         m = self.manifest

@@ -35,6 +35,16 @@ ONE_PERIOD: Any = _Default("ONE_PERIOD")  # default sync deadline: one control p
 DEFAULT_ASYNC_BLEND_S = 0.05
 
 
+def _numbers(value: Any) -> np.ndarray | None:
+    """`value` as float64 if it is a number or a list of numbers; None for strings, booleans and anything else
+    (numpy would read "1.5" or True as a number, which hides a configuration mistake)."""
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):
+        return None
+    return array.astype(np.float64) if array.dtype.kind in "iuf" else None
+
+
 class ChunkRunner:
     """Runs an exported policy bundle at the manifest's control frequency, one `tick()` per control period.
 
@@ -112,18 +122,28 @@ class ChunkRunner:
         verify_hash: bool = True,
         on_chunk: Callable[[int, int], None] | None = None,
     ):
+        # Every cheap argument is checked before the bundle is loaded.
+        if not isinstance(bundle_dir, (str, os.PathLike)):
+            raise ValueError(f"bundle_dir must be a path (str or os.PathLike), got {type(bundle_dir).__name__}")
         if mode not in ("sync", "async"):
             raise ValueError(f"mode must be 'sync' or 'async', got {mode!r}")
+        if latency is not None and not isinstance(latency, SimulatedLatency):
+            raise ValueError(f"latency must be a SimulatedLatency(latency_s, jitter_s, seed) or None, got {latency!r}")
         if latency is not None and mode != "async":
             raise ValueError("simulated latency models asynchronous inference: use mode='async' with latency=...")
-        if not isinstance(allow_unlimited_velocity, bool):
-            raise ValueError(f"allow_unlimited_velocity must be True or False, got {allow_unlimited_velocity!r}")
+        for name, flag in (("allow_unlimited_velocity", allow_unlimited_velocity), ("verify_hash", verify_hash)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be True or False, got {flag!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise ValueError(f"seed must be an integer >= 0 or None, got {seed!r}")
+        if not callable(clock):
+            raise ValueError(f"clock must be a callable returning seconds (like time.perf_counter), got {clock!r}")
+        if on_chunk is not None and not callable(on_chunk):
+            raise ValueError(f"on_chunk must be a callable (observed_tick, start_tick) or None, got {on_chunk!r}")
         self.policy = BundlePolicy(bundle_dir, intra_op_threads=intra_op_threads, providers=providers,
                                    verify_hash=verify_hash)
         m: Manifest = self.policy.manifest
         self.manifest, self.mode = m, mode
-        if on_chunk is not None and not callable(on_chunk):
-            raise ValueError(f"on_chunk must be a callable (observed_tick, start_tick) or None, got {on_chunk!r}")
         self._on_chunk = on_chunk
         self.control_hz = m.control.frequency_hz
         self.action_dim = m.action.dim
@@ -133,7 +153,8 @@ class ChunkRunner:
         coeff = temporal_ensemble_coeff
         if coeff is FROM_MANIFEST:
             coeff = m.control.temporal_ensemble_coeff
-        if coeff is not None and not (isinstance(coeff, (int, float)) and math.isfinite(coeff)):
+        if coeff is not None and (isinstance(coeff, bool) or not isinstance(coeff, (int, float))
+                                  or not math.isfinite(coeff)):
             raise ValueError(f"temporal_ensemble_coeff must be a finite number or None, got {coeff!r}")
         if coeff is not None and n_action_steps not in (None, 1):
             raise ValueError(f"temporal ensembling predicts every tick: n_action_steps must be 1 or None, "
@@ -141,14 +162,14 @@ class ChunkRunner:
         n_steps = m.control.n_action_steps if n_action_steps is None else n_action_steps
         if coeff is not None:
             n_steps = 1
-        if not isinstance(n_steps, int) or not 1 <= n_steps <= self._chunk_len:
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or not 1 <= n_steps <= self._chunk_len:
             raise ValueError(f"n_action_steps must be an integer in [1, {self._chunk_len}] "
                              f"(chunk_size - chunk_offset), got {n_steps!r}")
         self.n_action_steps, self.temporal_ensemble_coeff = n_steps, coeff
 
         if blend_ticks is None:
             blend_ticks = 0 if mode == "sync" else math.ceil(DEFAULT_ASYNC_BLEND_S * self.control_hz)
-        if not isinstance(blend_ticks, int) or blend_ticks < 0:
+        if isinstance(blend_ticks, bool) or not isinstance(blend_ticks, int) or blend_ticks < 0:
             raise ValueError(f"blend_ticks must be an integer >= 0, got {blend_ticks!r}")
         self.blend_ticks = blend_ticks
 
@@ -210,20 +231,16 @@ class ChunkRunner:
         self._reset_episode()
 
     def _per_joint(self, name: str, value: Any, units: str) -> np.ndarray:
-        try:
-            array = np.broadcast_to(np.asarray(value, np.float64), (self.action_dim,)).copy()
-        except (TypeError, ValueError):
-            array = None
-        if array is None or not (np.isfinite(array).all() and (array > 0).all()):
-            raise ValueError(f"{name} must be one positive finite number or {self.action_dim} of them ({units}), "
-                             f"got {value!r}")
-        return array
+        array = _numbers(value)
+        if array is not None and array.ndim <= 1 and array.size in (1, self.action_dim):
+            array = np.broadcast_to(array, (self.action_dim,)).copy()
+            if np.isfinite(array).all() and (array > 0).all():
+                return array
+        raise ValueError(f"{name} must be one positive finite number or {self.action_dim} of them ({units}), "
+                         f"got {value!r}")
 
     def _checked_initial_action(self, value: Any) -> np.ndarray:
-        try:
-            initial = np.asarray(value, np.float64)
-        except (TypeError, ValueError):
-            initial = None
+        initial = _numbers(value)
         if initial is None or initial.shape != (self.action_dim,) or not np.isfinite(initial).all():
             raise ValueError(f"initial_action must be {self.action_dim} finite numbers (the robot's pose in action "
                              f"units), got {value!r}")

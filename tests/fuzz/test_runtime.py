@@ -1,6 +1,8 @@
 """Fuzz: bad observations of every kind into ChunkRunner (sync, async thread, simulated latency; on the first tick and
-mid-episode) never raise, are recorded as observation faults, and never move the robot where it was not measured."""
+mid-episode) never raise, are recorded as observation faults, and never move the robot where it was not measured;
+bad constructor arguments are a ValueError naming the argument."""
 
+import re
 import warnings
 from collections.abc import Mapping
 
@@ -214,7 +216,8 @@ def bundles(tmp_path_factory):
     common = dict(action_dim=DIM, chunk_size=8, n_action_steps=4, frequency_hz=HZ, limit=LIMIT, max_velocity=VMAX,
                   state_range=STATE_RANGE, with_image=True)
     return {"plain": ramp_bundle(root / "plain", **common),
-            "tracking": ramp_bundle(root / "tracking", max_tracking_error=TRACKING, **common)}
+            "tracking": ramp_bundle(root / "tracking", max_tracking_error=TRACKING, **common),
+            "unmeasured": ramp_bundle(root / "unmeasured", **{**common, "state_range": None}, initial_from=False)}
 
 
 def measured(observation):
@@ -318,3 +321,84 @@ def test_reused_buffer_mutated_between_ticks(bundles, mode):
     assert stats.faults.get(Fault.NON_FINITE_OBSERVATION) == 1
     assert stats.faults.get(Fault.OUT_OF_RANGE_OBSERVATION) == 1
     assert Fault.INTERNAL_ERROR not in stats.faults
+
+
+# Constructor arguments: every bad one is a ValueError naming the argument (a missing bundle: FileNotFoundError).
+BAD_ARGUMENTS = {
+    "bundle_dir None": ({"bundle_dir": None}, "bundle_dir must be a path"),
+    "bundle_dir int": ({"bundle_dir": 3}, "bundle_dir must be a path"),
+    "mode typo": ({"mode": "Sync"}, "mode must be 'sync' or 'async'"),
+    "mode None": ({"mode": None}, "mode must be"),
+    "latency float": ({"mode": "async", "latency": 0.1}, "latency must be a SimulatedLatency"),
+    "latency in sync": ({"latency": SimulatedLatency(0.1)}, "use mode='async'"),
+    "intra_op_threads 0": ({"intra_op_threads": 0}, "intra_op_threads must be an integer >= 1"),
+    "intra_op_threads float": ({"intra_op_threads": 1.5}, "intra_op_threads"),
+    "intra_op_threads bool": ({"intra_op_threads": True}, "intra_op_threads"),
+    "n_action_steps 0": ({"n_action_steps": 0}, "n_action_steps must be an integer in"),
+    "n_action_steps too many": ({"n_action_steps": 9}, "n_action_steps must be an integer in"),
+    "n_action_steps float": ({"n_action_steps": 2.0}, "n_action_steps"),
+    "n_action_steps bool": ({"n_action_steps": True}, "n_action_steps"),
+    "ensemble coeff nan": ({"temporal_ensemble_coeff": float("nan")}, "temporal_ensemble_coeff must be a finite"),
+    "ensemble coeff str": ({"temporal_ensemble_coeff": "0.01"}, "temporal_ensemble_coeff"),
+    "ensemble coeff bool": ({"temporal_ensemble_coeff": True}, "temporal_ensemble_coeff"),
+    "ensemble with n_action_steps": ({"temporal_ensemble_coeff": 0.01, "n_action_steps": 2}, "must be 1 or None"),
+    "blend_ticks negative": ({"blend_ticks": -1}, "blend_ticks must be an integer >= 0"),
+    "blend_ticks float": ({"blend_ticks": 0.5}, "blend_ticks"),
+    "max_velocity None": ({"max_velocity": None}, "max_velocity=None was passed"),
+    "max_velocity zero": ({"max_velocity": 0.0}, "max_velocity must be one positive finite number"),
+    "max_velocity negative joint": ({"max_velocity": [1.0, -1.0]}, "max_velocity must be one positive"),
+    "max_velocity inf": ({"max_velocity": float("inf")}, "max_velocity must be one positive"),
+    "max_velocity nan": ({"max_velocity": [float("nan"), 1.0]}, "max_velocity must be one positive"),
+    "max_velocity wrong length": ({"max_velocity": [1.0, 1.0, 1.0]}, "or 2 of them"),
+    "max_velocity str": ({"max_velocity": "1.5"}, "max_velocity must be one positive"),
+    "max_velocity bool": ({"max_velocity": True}, "max_velocity must be one positive"),
+    "max_velocity nested": ({"max_velocity": [[1.0, 1.0]]}, "max_velocity must be one positive"),
+    "max_velocity dict": ({"max_velocity": {"joint0": 1.0}}, "max_velocity must be one positive"),
+    "allow_unlimited_velocity str": ({"allow_unlimited_velocity": "yes"}, "allow_unlimited_velocity must be True"),
+    "allow_unlimited_velocity int": ({"allow_unlimited_velocity": 1}, "allow_unlimited_velocity must be True"),
+    "max_tracking_error zero": ({"max_tracking_error": 0.0}, "max_tracking_error must be one positive"),
+    "max_tracking_error list of str": ({"max_tracking_error": ["a", "b"]}, "max_tracking_error must be one positive"),
+    "sync_deadline_s zero": ({"sync_deadline_s": 0.0}, "sync_deadline_s must be a positive number"),
+    "sync_deadline_s negative": ({"sync_deadline_s": -1.0}, "sync_deadline_s must be a positive number"),
+    "sync_deadline_s inf": ({"sync_deadline_s": float("inf")}, "sync_deadline_s must be a positive number"),
+    "sync_deadline_s str": ({"sync_deadline_s": "0.02"}, "sync_deadline_s must be a positive number"),
+    "sync_deadline_s bool": ({"sync_deadline_s": True}, "sync_deadline_s must be a positive number"),
+    "sync_deadline_s in async": ({"mode": "async", "sync_deadline_s": 0.02}, "applies to mode='sync'"),
+    "initial_action with initial_from": ({"initial_action": [0.0, 0.0]}, "measures the robot's pose itself"),
+    "seed negative": ({"seed": -1}, "seed must be an integer >= 0"),
+    "seed float": ({"seed": 1.5}, "seed must be an integer"),
+    "seed str": ({"seed": "1"}, "seed must be an integer"),
+    "clock not callable": ({"clock": 0.0}, "clock must be a callable"),
+    "providers str": ({"providers": "CPUExecutionProvider"}, "providers must be a non-empty list"),
+    "providers empty": ({"providers": []}, "providers must be a non-empty list"),
+    "providers unknown": ({"providers": ["NoSuchExecutionProvider"]}, "are not available in this install"),
+    "verify_hash str": ({"verify_hash": "no"}, "verify_hash must be True or False"),
+    "on_chunk not callable": ({"on_chunk": 42}, "on_chunk must be a callable"),
+}
+
+BAD_INITIAL_ACTIONS = {
+    "short": [0.0], "long": [0.0, 0.0, 0.0], "nan": [float("nan"), 0.0], "inf": [0.0, float("inf")],
+    "str": "0 0", "list of str": ["0", "0"], "bools": [True, False], "nested": [[0.0, 0.0]], "None inside": [None, 0.0],
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ARGUMENTS))
+def test_bad_constructor_argument(bundles, case):
+    kwargs, message = BAD_ARGUMENTS[case]
+    kwargs = {"bundle_dir": bundles["plain"], **kwargs}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ChunkRunner(**kwargs)
+
+
+@pytest.mark.parametrize("case", list(BAD_INITIAL_ACTIONS))
+def test_bad_initial_action(bundles, case):
+    with pytest.raises(ValueError, match="initial_action must be 2 finite numbers"):
+        ChunkRunner(bundles["unmeasured"], initial_action=BAD_INITIAL_ACTIONS[case])
+    with ChunkRunner(bundles["unmeasured"], initial_action=[0.0, 0.0]) as runner:
+        with pytest.raises(ValueError, match="initial_action must be 2 finite numbers"):
+            runner.reset(initial_action=BAD_INITIAL_ACTIONS[case])
+
+
+def test_missing_bundle_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ChunkRunner(tmp_path / "nowhere")
