@@ -355,3 +355,33 @@ def test_second_rl_training_stops_naming_the_first_then_resume_truncates_progres
     assert rows and all(float(r["time/total_timesteps"]) <= resume.checkpoint.step for r in rows)
     later = list(csv.DictReader((run_dir / f"progress_from_{resume.checkpoint.step}.csv").read_text().splitlines()))
     assert float(later[-1]["time/total_timesteps"]) == 4096
+
+
+def test_torchrun_into_a_locked_run_dir_stops_every_rank_without_waiting(tmp_path):
+    """Rank 0 alone takes the lock; the other ranks must learn its failure instead of waiting in a collective."""
+    data, run_dir = tmp_path / "ds", tmp_path / "run"
+    collect(collect_config(data, 3, policy_factory="toy_env_for_datasets:make_toy_expert"))
+    holder = spawn(f"""
+        import time
+        from training.checkpoints import lock_run_dir
+        held = lock_run_dir({str(run_dir)!r})
+        print("locked", flush=True)
+        time.sleep(600)
+    """)
+    try:
+        assert holder.stdout.readline().strip() == "locked", holder.stderr.read()
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(REPO / "scripts/train.py"), "env=null", f"dataset.root={data}", "policy=mlp",
+               "policy.hidden_dims=[16]", "policy.chunk_size=4", "policy.n_action_steps=2", "steps=10",
+               "batch_size=4", "eval.final_episodes=0", "progress_bar=false", "torch_threads=1", "logger.mode=disabled",
+               "device=cpu", f"run_dir={run_dir}", f"hydra.run.dir={tmp_path / 'hydra'}"]
+        proc = subprocess.run(cmd, cwd=tmp_path, env={**ENV, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                              timeout=240)  # a deadlocked rank would wait for gloo's 2-hour timeout instead
+        assert proc.returncode != 0
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 2, proc.stderr[-4000:]  # one line from each rank, both naming the holder
+        assert all(f"run directory {run_dir} is locked by pid {holder.pid}" in line for line in errors), errors
+        assert not list(run_dir.glob("checkpoints")) and not (run_dir / "metrics.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
