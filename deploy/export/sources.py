@@ -42,7 +42,8 @@ def load_source(path: str | Path) -> ExportSource:
     if Path(path).exists() and not Path(path).is_dir():
         raise ValueError(f"checkpoint {path} is a file; pass a checkpoint directory or a run directory (its latest "
                          "checkpoint is exported)")
-    ckpt = read_checkpoint(path)
+    # The kind-specific reader below hashes every file; reading the kind needs only checkpoint.json.
+    ckpt = read_checkpoint(path, verify_files=False)
     meta = {"checkpoint_json_sha256": _file_sha256(ckpt.path / META_FILE), "checkpoint_type": ckpt.type}
     if ckpt.kind == "imitation":
         from training.imitation.checkpoint import DATASET_STATS, read_imitation_checkpoint
