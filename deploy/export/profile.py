@@ -4,7 +4,8 @@ safety defaults (deploy.export.limits).
 Imitation: the dataset statistics the checkpoint carries (dataset_stats.json: min / max, and max_abs_delta for
 datasets recorded since it exists), else the dataset itself when its path still holds it. RL has no demonstrations:
 the profile comes from closed-loop rollouts of the exported policy in the env it was trained in, i.e. what the policy
-itself does there.
+itself does there (the envs declare no joint speed limits to fall back on: MuJoCo position actuators have none, and
+a limit from the joint ranges alone would not say how fast this policy needs to move).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ mode with latency-aware scheduling, results JSON with runner statistics, and rol
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -228,3 +229,41 @@ def test_temporal_ensembling_bundle_replays_the_checkpoint(tmp_path):
                               tmp_path / "eval_bundle")
     np.testing.assert_allclose([r.episode_return for r in got.records], [r.episode_return for r in want.records],
                                rtol=1e-4, atol=1e-4)
+
+
+def test_no_command_ticks_hold_the_measured_pose_in_simulation(exported):
+    # The runner commands nothing before the first valid observation; the simulated driver then holds the joints
+    # where they are measured (action.initial_from), the way a robot's driver keeps its own hold.
+    from deploy.closed_loop import measured_hold
+
+    _, bundle, _ = exported
+    m = load_manifest(bundle)
+    policy = BundleVectorPolicy(bundle, 2)
+    policy.reset(0)
+    policy.reset(1)
+    pose = np.array([[0.1, -0.2, 0.3, -0.4, 0.5, 0.6], [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]], np.float32)
+    good_env = np.zeros((2, 6), np.float32)
+    absurd_env = np.array([np.full(6, 1e30), np.zeros(6)], np.float32)  # sub-env 0: implausible, 1: fine
+    first = policy({"agent_pos": pose, "environment_state": absurd_env})
+    np.testing.assert_array_equal(first[0], pose[0])  # held where measured
+    assert policy.runners[0].statistics.no_command_ticks == 1
+    assert policy.runners[0].faults == {"out_of_range_observation": 1}
+    assert policy.runners[1].statistics.no_command_ticks == 0  # sync: its first chunk was computed in the tick
+    step = np.asarray(m.action.max_velocity) / m.control.frequency_hz
+    assert np.all(np.abs(first[1] - pose[1]) <= step + 1e-6)  # and rate-limited from its measured pose
+    second = policy({"agent_pos": pose, "environment_state": good_env})
+    assert np.all(np.abs(second[0] - pose[0]) <= step + 1e-6)  # the first command starts at the measured pose
+    policy.close()
+
+    assert np.array_equal(measured_hold(m, {"observation.state": np.full(6, 9.0)}), np.asarray(m.action.upper,
+                                                                                                 np.float32))
+    last = np.arange(6, dtype=np.float32)
+    nan_pose = {"observation.state": np.full(6, np.nan, np.float32)}
+    np.testing.assert_array_equal(measured_hold(m, nan_pose, previous=last), last)
+    with pytest.raises(ValueError, match="not finite: there is nothing to hold"):
+        measured_hold(m, nan_pose)
+    with pytest.raises(ValueError, match="has no 'observation.state'"):
+        measured_hold(m, {})
+    blind = dataclasses.replace(m, action=dataclasses.replace(m.action, initial_from=None))
+    with pytest.raises(ValueError, match="names no action.initial_from"):
+        measured_hold(blind, {"observation.state": np.zeros(6, np.float32)})
