@@ -50,6 +50,11 @@ class ExportResult:
         if self.parity is not None:
             worst = max(self.parity.max_abs_diff.values())
             text += f"; parity max |diff| {worst:.2e} <= {self.parity.atol:g}"
+        velocity = m.action.max_velocity
+        if velocity is not None:
+            origin = m.source.extra.get("safety", {}).get("max_velocity", {}).get("from", "")
+            text += (f"; velocity limit {min(velocity):.3g}..{max(velocity):.3g} units/s per joint"
+                     f"{' (' + origin.split(' in ')[0] + ')' if origin else ''}")
         return text
 
 

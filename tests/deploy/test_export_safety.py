@@ -42,7 +42,9 @@ def test_defaults_come_from_the_dataset_statistics(tmp_path):
     stats[STATE][MAX_ABS_DELTA][4] = 0.0
     stats[STATE][MAX_ABS_DELTA][0] = 10 * stats["action"][MAX_ABS_DELTA][0]
     ckpt = imitation_checkpoint(tmp_path / "run", "mlp", stats=stats)
-    m = export(tmp_path, ckpt).manifest
+    result = export(tmp_path, ckpt)
+    m = result.manifest
+    assert "(default: 1.5 x the fastest joint speed)" in result.summary()
 
     command = np.asarray(stats["action"][MAX_ABS_DELTA]) * HZ
     measured = np.asarray(stats[STATE][MAX_ABS_DELTA]) * HZ
@@ -88,8 +90,10 @@ def test_ranges_from_a_few_demonstrations_still_admit_unseen_starts(tmp_path):
 
 def test_user_override_and_bad_values(tmp_path):
     ckpt = imitation_checkpoint(tmp_path / "run", "mlp")
-    m = export(tmp_path, ckpt, max_velocity=[2.0]).manifest
+    result = export(tmp_path, ckpt, max_velocity=[2.0])
+    m = result.manifest
     assert m.action.max_velocity == (2.0,) * 6
+    assert "velocity limit 2..2 units/s per joint (export option max_velocity)" in result.summary()
     assert m.source.extra["safety"]["max_velocity"]["from"] == "export option max_velocity"
     per_joint = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
     assert export(tmp_path, ckpt, "b2", max_velocity=per_joint).manifest.action.max_velocity == tuple(per_joint)
