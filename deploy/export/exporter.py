@@ -19,7 +19,7 @@ from .bundle import TORCHSCRIPT_FILE, action_spec, build_manifest, json_safe, pr
 from .config import ExportConfig
 from .env_info import EnvInfo, read_env_info
 from .graphs import export_onnx, export_torchscript
-from .limits import check_max_velocity, default_max_velocity, observation_bounds
+from .limits import VELOCITY_SCALE, check_max_velocity, default_max_velocity, observation_bounds
 from .parity import ParityError, ParityReport, check_parity, env_inputs, random_inputs
 from .plan import ExportPlan
 from .profile import MotionProfile, imitation_profile, rollout_profile
@@ -108,7 +108,7 @@ def safety_defaults(info: EnvInfo, plan: ExportPlan, profile: MotionProfile, cfg
         velocity, origin = check_max_velocity(cfg.max_velocity, info), "export option max_velocity"
     else:
         velocity = default_max_velocity(info, profile)
-        origin = "default: 1.5 x the fastest joint speed in " + profile.source
+        origin = f"default: {VELOCITY_SCALE:g} x the fastest joint speed in {profile.source}"
     features, ranges = [], {}
     for f in plan.features:
         bounds = observation_bounds(info, f, profile)
