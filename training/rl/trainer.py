@@ -56,8 +56,15 @@ def plan_run(cfg: RLTrainConfig, default_run_dir: str | Path) -> RunPlan:
         plan = RunPlan(resumed.config, Path(cfg.resume), resumed)
     else:
         plan = RunPlan(cfg, Path(cfg.run_dir or default_run_dir), None)
+        _check_fresh_run_dir(plan.run_dir)
     check_run(plan.cfg, plan.resume)
     return plan
+
+
+def _check_fresh_run_dir(run_dir: Path) -> None:
+    if latest_checkpoint(run_dir) is not None:
+        raise ValueError(f"{run_dir} already holds a run with checkpoints; continue it with resume={run_dir} or "
+                         "choose another run_dir")
 
 
 def check_run(cfg: RLTrainConfig, resume: RLCheckpoint | None = None):
@@ -101,10 +108,9 @@ def train(cfg: RLTrainConfig, run_dir: Path, resume: RLCheckpoint | None = None,
     run_lock = lock_run_dir(run_dir)
     try:
         latest = latest_checkpoint(run_dir)
-        if resume is None and latest is not None:
-            raise ValueError(f"{run_dir} already holds a run with checkpoints; continue it with resume={run_dir} or "
-                             "choose another run_dir")
-        if resume is not None:
+        if resume is None:
+            _check_fresh_run_dir(run_dir)  # again, now that no other process can add checkpoints
+        else:
             if latest is None or latest.resolve() != resume.checkpoint.path.resolve():
                 raise ValueError(f"cannot resume {run_dir}: its latest checkpoint is now {latest}, not "
                                  f"{resume.checkpoint.path} (another process trained it meanwhile); resume it again")
