@@ -2,7 +2,7 @@
 
 Each case corrupts one file of a fresh copy, then runs everything that reads it: the reader (metadata, every numeric
 column, every camera frame), the appending writer (it reads the stats state) and inspect_dataset --verify; for
-checkpoints, reading and loading the policy and the trainer state. Every case must raise a ValueError (or a subclass)
+checkpoints (imitation and RL), reading and loading the policy, the trainer state and the normalization. Every case must raise a ValueError (or a subclass)
 whose message names the corrupted file (the verifier must list it among its problems), within a time cap: no
 silent wrong load, no hang.
 """
@@ -183,4 +183,55 @@ def test_corrupt_checkpoint_file_is_refused_naming_it(checkpoint, tmp_path, rel,
     with time_cap(60):
         with pytest.raises(ValueError) as err:
             load_checkpoint(path)
+    assert rel in str(err.value), f"{type(err.value).__name__}: {err.value}"
+
+
+RL_CHECKPOINT_FILES = ("checkpoint.json", "config.yaml", "model.zip", "policy.safetensors", "normalization.json",
+                       "trainer_state.json")
+
+
+@pytest.fixture(scope="module")
+def rl_checkpoint(tmp_path_factory):
+    """PPO on Reach for 64 steps: every file an RL checkpoint holds."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from training.rl.config import finalize, register_configs
+    from training.rl.trainer import train
+
+    register_configs()
+    repo = Path(__file__).resolve().parents[2]
+    overrides = ["env=reach", "env.max_episode_steps=20", "algo=ppo", "algo.net_arch=[8]", "algo.n_envs=1",
+                 "algo.n_steps=32", "algo.batch_size=32", "algo.n_epochs=1", "vec_env=dummy", "progress_bar=false",
+                 "logger.mode=disabled", "total_timesteps=64", "checkpoint.every_steps=0", "eval.every_steps=0",
+                 "eval.final_episodes=0"]
+    with initialize_config_dir(config_dir=str(repo / "configs"), version_base="1.3"):
+        cfg = finalize(OmegaConf.to_object(compose("train_rl", overrides=overrides)))
+    result = train(cfg, tmp_path_factory.mktemp("fuzz_rl") / "run")
+    for rel in RL_CHECKPOINT_FILES:
+        assert (result.checkpoint / rel).is_file(), rel
+    return result.checkpoint
+
+
+def load_rl_checkpoint(path: Path) -> None:
+    from training.rl.checkpoint import policy_weights, read_rl_checkpoint
+
+    rl = read_rl_checkpoint(path)
+    policy_weights(rl)
+    rl.normalizer
+
+
+def test_pristine_rl_checkpoint_loads(rl_checkpoint):
+    load_rl_checkpoint(rl_checkpoint)
+
+
+@pytest.mark.parametrize("rel, column, spec", _cases({f"rl_{f.replace('.', '_')}": (f, None)
+                                                      for f in RL_CHECKPOINT_FILES}))
+def test_corrupt_rl_checkpoint_file_is_refused_naming_it(rl_checkpoint, tmp_path, rel, column, spec):
+    path = tmp_path / rl_checkpoint.name
+    shutil.copytree(rl_checkpoint, path)
+    mutate(path / rel, spec, column)
+    with time_cap(60):
+        with pytest.raises(ValueError) as err:
+            load_rl_checkpoint(path)
     assert rel in str(err.value), f"{type(err.value).__name__}: {err.value}"
