@@ -1,7 +1,8 @@
 """Torch-free controller runtime: load a policy bundle (ONNX + manifest.json) and run it tick by tick.
 
 Imports numpy, onnxruntime and the standard library only, so it runs on a robot computer without torch,
-MuJoCo or the training code.
+MuJoCo or the training code. It is also its own distribution, cerebellum-runtime (pyproject.toml here), which a
+robot installs alone and imports as `cerebellum_runtime`.
 """
 
 from .bundle_policy import BundlePolicy

@@ -96,7 +96,8 @@ class ChunkRunner:
       * with max_tracking_error (manifest or override), every command is also within the tick's measured pose +-
         that bound when the observation is valid (the limits and the rate limit win where they conflict);
       * a bad observation (not a mapping, missing key, wrong shape/dtype, NaN/inf, outside the manifest's
-        low/high), a model output with NaN/inf, a failed inference, a missed sync deadline, or no action for this
+        low/high; without those, measured joints outside the action limits widened by their range), a model output
+        with NaN/inf, a failed inference, a missed sync deadline, or no action for this
         tick (the chunk ran out before the next arrived) outputs the last command again ("hold"; None if nothing
         was commanded yet) and records the fault.
     """
