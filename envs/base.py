@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import collections
+import inspect
 import math
 import sys
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import gymnasium as gym
 import mujoco
@@ -13,8 +14,25 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.randomization import DomainRandomizationConfig, ModelRandomizer
+from envs.validation import (
+    check_camera_names,
+    check_choice,
+    check_image_size,
+    check_int,
+    check_real,
+    did_you_mean,
+    is_real,
+    short_repr as _short,
+)
 
 OBS_MODES = ("state", "pixels", "state_pixels")
+# Below this a task's settling and every control step cost too many physics steps; MuJoCo's own examples use >= 1e-4.
+MIN_TIMESTEP = 1e-5
+# The most physics steps one control step may take (~0.1-1 s of CPU): beyond it env.step would look like a hang.
+MAX_SUBSTEPS = 10_000
+_FLOAT32, _FLOAT64 = np.dtype(np.float32), np.dtype(np.float64)  # builtin dtypes are singletons: `is` tests them
+_KIND_NAMES = {"b": "bool: truth values are not joint targets", "c": "complex", "U": "text", "S": "bytes",
+               "M": "a date", "m": "a duration", "V": "a structured record"}
 _BADQPOS = int(mujoco.mjtWarning.mjWARN_BADQPOS)
 _BADQVEL = int(mujoco.mjtWarning.mjWARN_BADQVEL)
 _BADQACC = int(mujoco.mjtWarning.mjWARN_BADQACC)
@@ -37,9 +55,20 @@ class MujocoTaskEnv(gym.Env):
     Episode length: `gymnasium.make` wraps the env in TimeLimit (the task's `default_max_episode_steps`, or make's
     `max_episode_steps=N`); a directly constructed env truncates itself when given `max_episode_steps`.
 
-    Actions are absolute targets in physical units. Out-of-bound actions are clipped to the Box bounds (the joint
-    limits); NaN/inf or a wrong shape raises ValueError. A physics blow-up (MuJoCo's instability auto-reset or a
-    non-finite state) ends the episode as truncated with info["physics_error"] instead of returning NaN.
+    Actions are absolute targets in physical units, an array (or list) of the action space's shape. Real numbers of
+    any integer or float dtype are converted to float64; out-of-bound values, however large, are clipped to the Box
+    bounds (the joint limits). A wrong shape, NaN/inf, or anything that is not real numbers raises ValueError: bool
+    arrays (a mask or a comparison passed by mistake), complex, text, bytes, dates, records, None, mappings, ragged
+    nesting, and object arrays holding anything but real numbers. The check costs float32/float64 arrays of the
+    right shape one dtype test and one sum; the env never keeps a reference to the caller's array (with an action
+    delay it queues a copy). A physics blow-up (MuJoCo's instability auto-reset or a non-finite state) ends the
+    episode as truncated with info["physics_error"] instead of returning NaN.
+
+    Constructor arguments are checked before the model is built; a bad one raises ValueError naming it (an unknown
+    keyword raises TypeError, as Python does, naming the closest valid one). `cameras` takes one name or a list of
+    distinct names (all must exist in the model, whatever the obs_mode); `image_size` takes (height, width) as two
+    integers, or one integer n for n x n, at most 4096 per side (MAX_IMAGE_SIDE). `control_hz` and `timestep` give a
+    whole number of physics steps per control step, at most MAX_SUBSTEPS.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
@@ -71,34 +100,47 @@ class MujocoTaskEnv(gym.Env):
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
         randomization: DomainRandomizationConfig | dict | bool | None = None,
+        **unknown: Any,
     ) -> None:
         super().__init__()
-        if obs_mode not in OBS_MODES:
-            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be None or 'rgb_array' (headless), got {render_mode!r}")
-        self.obs_mode = obs_mode
+        owner = type(self).__name__
+        if unknown:
+            self._refuse_unknown_arguments(owner, unknown)
+        # Every argument is checked before the model is built, so a typo costs nothing and names itself.
+        self.obs_mode = check_choice(owner, "obs_mode", obs_mode, OBS_MODES)
+        self.render_mode = check_choice(owner, "render_mode", render_mode, (None, "rgb_array"))
         self._state_obs = obs_mode != "pixels"
         self._pixel_obs = obs_mode != "state"
-        self.render_mode = render_mode
-        self.control_hz = float(control_hz if control_hz is not None else self.default_control_hz)
-        timestep = float(timestep if timestep is not None else self.default_timestep)
-        if not (self.control_hz > 0 and timestep > 0):
-            raise ValueError(f"control_hz and timestep must be > 0, got {self.control_hz} and {timestep}")
-        substeps = 1.0 / (self.control_hz * timestep)
-        if substeps < 1 or abs(substeps - round(substeps)) > 1e-6:
+        self.control_hz = check_real(owner, "control_hz", self.default_control_hz if control_hz is None else control_hz,
+                                     minimum=0.0)
+        timestep = check_real(owner, "timestep", self.default_timestep if timestep is None else timestep,
+                              minimum=MIN_TIMESTEP, strict=False,
+                              reason=" s (smaller steps make one control step cost too many physics steps)")
+        period = self.control_hz * timestep  # in physics steps^-1; a denormal product would divide by zero
+        substeps = 1.0 / period if period > 0 else math.inf
+        if substeps > MAX_SUBSTEPS + 0.5:
             raise ValueError(
-                f"control period 1/control_hz = {1 / self.control_hz:.6g} s must be a whole multiple of the "
-                f"physics timestep {timestep:.6g} s"
+                f"{owner}: control_hz={self.control_hz:g} with timestep={timestep:g} s needs {substeps:.3g} physics "
+                f"steps per control step; at most {MAX_SUBSTEPS} are allowed (one env.step would take seconds)"
+            )
+        if substeps < 1 - 1e-9 or abs(substeps - round(substeps)) > 1e-6:
+            raise ValueError(
+                f"{owner}: control period 1/control_hz = {1 / self.control_hz:.6g} s must be a whole multiple of the "
+                f"physics timestep {timestep:.6g} s (control_hz={control_hz!r}, timestep={timestep!r})"
             )
         self.n_substeps = int(round(substeps))
-        if max_episode_steps is not None and int(max_episode_steps) < 1:
-            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
+        if max_episode_steps is not None:
+            max_episode_steps = check_int(owner, "max_episode_steps", max_episode_steps, minimum=1)
         # gymnasium.make applies its TimeLimit wrapper (registered default, or make's max_episode_steps) and never
         # passes the length on; the env truncates by itself only when constructed directly with a length.
-        self._truncate_at = int(max_episode_steps) if max_episode_steps is not None else sys.maxsize
-        self.max_episode_steps = int(max_episode_steps or self.default_max_episode_steps)
+        self._truncate_at = max_episode_steps if max_episode_steps is not None else sys.maxsize
+        self.max_episode_steps = max_episode_steps or self.default_max_episode_steps
         self.metadata = {**self.metadata, "render_fps": self.control_hz}
+        # Checked whatever the obs_mode, so a bad value never waits for the day pixels are switched on.
+        self.image_size: tuple[int, int] = check_image_size(
+            owner, self.default_image_size if image_size is None else image_size)
+        requested_cameras = check_camera_names(owner, cameras) if cameras is not None else None
+        self.randomization = DomainRandomizationConfig.from_any(randomization)
 
         self.model = mujoco.MjModel.from_xml_string(self.build_mjcf())
         self.model.opt.timestep = timestep
@@ -110,18 +152,16 @@ class MujocoTaskEnv(gym.Env):
         self.setup()
 
         self.cameras: tuple[str, ...] = ()
-        self.image_size: tuple[int, int] = tuple(int(v) for v in (image_size or self.default_image_size))  # type: ignore
-        if obs_mode != "state":
-            self.cameras = tuple(cameras if cameras is not None else self.default_cameras)
-            if not self.cameras:
-                raise ValueError(f"obs_mode={obs_mode!r} needs at least one camera")
-            if len(self.image_size) != 2 or min(self.image_size) < 1:
-                raise ValueError(f"image_size must be (height, width) > 0, got {image_size!r}")
-            for cam in self.cameras:
+        if requested_cameras is not None:
+            for cam in requested_cameras:
                 self._camera_id(cam)
+        if obs_mode != "state":
+            self.cameras = requested_cameras if requested_cameras is not None else tuple(self.default_cameras)
+            if not self.cameras:
+                raise ValueError(f"{owner}: obs_mode={obs_mode!r} needs at least one camera, got cameras={cameras!r}")
+        self._check_size_randomization(owner)
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
 
-        self.randomization = DomainRandomizationConfig.from_any(randomization)
         self._randomizer = ModelRandomizer(
             self.model,
             self.randomization,
@@ -146,7 +186,38 @@ class MujocoTaskEnv(gym.Env):
         self.observation_space = self._make_observation_space()
         self._step_count = 0
 
+    def _refuse_unknown_arguments(self, owner: str, unknown: dict[str, Any]) -> None:
+        # A TypeError, as Python raises for any unexpected keyword, but naming the closest valid argument.
+        valid = sorted({
+            name
+            for cls in type(self).__mro__ if "__init__" in vars(cls) and issubclass(cls, MujocoTaskEnv)
+            for name, p in inspect.signature(vars(cls)["__init__"]).parameters.items()
+            if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        })
+        hints = "".join(did_you_mean(name, valid) for name in unknown)
+        raise TypeError(f"{owner}: unknown argument(s) {sorted(unknown)}{hints}; valid arguments: {valid}")
+
+    def _check_size_randomization(self, owner: str) -> None:
+        """Refuse, before any reset, object sizes the task could not place (a reset would fail or never return)."""
+        limit = self.max_object_size_scale()
+        if limit is None:
+            return
+        largest, reason = limit
+        cfg = self.randomization
+        if largest < 1.0:
+            raise ValueError(f"{owner}: this configuration cannot place its object even at its nominal size: {reason}")
+        high = cfg.object_size_scale[1]
+        if cfg.enabled and self.size_randomized_bodies and high > largest:
+            raise ValueError(
+                f"{owner}: randomization.object_size_scale {list(cfg.object_size_scale)} reaches {high:g}, but this "
+                f"task can place its object only up to a scale of {largest:.3g}: {reason}"
+            )
+
     # ------------------------------------------------------------------ task hooks
+    def max_object_size_scale(self) -> tuple[float, str] | None:
+        """Largest object size scale the task's initial-state sampling can place, and why; None: no limit."""
+        return None
+
     def build_mjcf(self) -> str:
         raise NotImplementedError
 
@@ -250,20 +321,26 @@ class MujocoTaskEnv(gym.Env):
         return self._observation(), {"is_success": bool(self.is_success())}
 
     def step(self, action):
-        # _check_action's common case inlined (a float array of the right shape, MuJoCo clamping): this env's cheapest
-        # physics step costs ~45 us, so each call saved here shows in the throughput.
+        # _check_action's common case inlined (a float32/float64 array of the right shape, MuJoCo clamping): this
+        # env's cheapest physics step costs ~45 us, so each call saved here shows in the throughput. The dtype test
+        # keeps every other dtype (bool, complex, text, object, ...) on the checked path, where it gets a ValueError.
         if (type(action) is not np.ndarray or action.shape != self._action_shape or self._clip_in_python
+                or ((dtype := action.dtype) is not _FLOAT32 and dtype is not _FLOAT64)
                 or not math.isfinite(sum(action.tolist()))):
             action = self._check_action(action)
         if self._action_delay:
-            self._pending_actions.append(action)
+            # Queued for later steps: a copy, because a caller may refill the same buffer for its next action.
+            self._pending_actions.append(np.array(action, dtype=np.float64))
             action = self._pending_actions.popleft()
         self.apply_action(action)
         d = self.data
         mujoco.mj_step(self.model, d, nstep=self.n_substeps)
+        # MuJoCo checks qpos/qvel/qacc for NaN, inf and huge values (> 1e10) at the start of every substep, resets the
+        # state and counts a warning. The last substep's integration is checked only by the next step, so qpos (which
+        # the observation and the reward read) is checked here too: ~0.2 us, against 1e300 positions reaching the
+        # caller as float32 inf. A bad qvel alone cannot reach this step's observation; the next step catches it.
+        mujoco.mj_checkPos(self.model, d)
         self._step_count += 1
-        # MuJoCo checks qpos/qvel/qacc for NaN, inf and huge values inside every substep, auto-resets the state and
-        # counts a warning; a step that passed those checks integrates finite values, so no extra scan is needed.
         if any(self._unstable_counts.tolist()):
             return self._physics_error()
         obs = self._observation()
@@ -289,8 +366,9 @@ class MujocoTaskEnv(gym.Env):
         return obs
 
     def _check_action(self, action) -> np.ndarray:
-        # Hot path: a correctly shaped array costs one reduction (NaN/inf make the sum non-finite) and one clip.
-        if type(action) is not np.ndarray or action.shape != self._action_shape:
+        """The action as a float array inside the bounds, or a ValueError saying what is wrong with it."""
+        if not (type(action) is np.ndarray and action.shape == self._action_shape
+                and (action.dtype is _FLOAT32 or action.dtype is _FLOAT64)):
             action = self._coerce_action(action)
         # Summing the Python floats is ~4x cheaper than ndarray.sum() for a handful of joints.
         if not math.isfinite(sum(action.tolist())):
@@ -301,23 +379,48 @@ class MujocoTaskEnv(gym.Env):
         return np.maximum(clipped, self._action_low, out=clipped)
 
     def _coerce_action(self, action) -> np.ndarray:
+        """Integers (and float16 or longdouble) are converted; bools, complex, text, dates, records, non-numeric
+        objects, ragged nesting and wrong shapes are refused."""
+        owner = f"{type(self).__name__}.step"
+        expected = f"expected real numbers (float or int) of shape {self._action_shape}: {', '.join(self.action_names)}"
+        if action is None or isinstance(action, (str, bytes, bytearray, memoryview, Mapping, set, frozenset)):
+            raise ValueError(f"{owner}: action is {type(action).__name__} {_short(action)}; {expected}")
         try:
-            a = np.asarray(action, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{type(self).__name__}.step: action is not numeric: {action!r}") from exc
-        if a.shape != self._action_shape:
+            a = np.asarray(action)
+        except Exception as exc:  # ragged nesting (ValueError), objects that refuse conversion (TypeError, ...)
+            raise ValueError(f"{owner}: action {_short(action)} is not an array of numbers ({exc}); {expected}") from exc
+        kind = a.dtype.kind
+        if kind == "O":
+            a = self._object_action(a, owner, expected)
+        elif kind not in "iuf":
             raise ValueError(
-                f"{type(self).__name__}.step: action has shape {a.shape}, expected {self._action_shape} "
-                f"({', '.join(self.action_names)})"
+                f"{owner}: action has dtype {a.dtype} ({_KIND_NAMES.get(kind, 'not a real number')}), shape {a.shape}; "
+                f"{expected}"
             )
-        return a
+        if a.shape != self._action_shape:
+            raise ValueError(f"{owner}: action has shape {a.shape}, {expected}")
+        with np.errstate(over="ignore"):  # a longdouble beyond float64 becomes inf and is refused below
+            return a.astype(np.float64)
+
+    def _object_action(self, a: np.ndarray, owner: str, expected: str) -> np.ndarray:
+        values = a.ravel().tolist()
+        for v in values:
+            if not is_real(v):
+                raise ValueError(f"{owner}: action holds {type(v).__name__} {_short(v)}; {expected}")
+        try:
+            return np.array([float(v) for v in values], dtype=np.float64).reshape(a.shape)
+        except OverflowError as exc:  # a Python int beyond float64
+            raise ValueError(f"{owner}: action holds a number beyond float64 ({exc}); {expected}") from exc
 
     def _raise_if_not_finite(self, action: np.ndarray) -> None:
         # The sum can also overflow for huge finite values; those are merely clipped.
         bad = np.flatnonzero(~np.isfinite(action))
         if len(bad):
             names = [self.action_names[i] for i in bad]
-            raise ValueError(f"{type(self).__name__}.step: action has NaN/inf in {names}: {action.tolist()}")
+            raise ValueError(
+                f"{type(self).__name__}.step: action has NaN/inf (or a value beyond float64) in {names}: "
+                f"{action.tolist()}"
+            )
 
     # ------------------------------------------------------------------ observations and rendering
     def _observation(self) -> dict[str, Any]:
@@ -344,7 +447,9 @@ class MujocoTaskEnv(gym.Env):
         cam_id = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, name)
         if cam_id < 0:
             names = [mujoco.mj_id2name(self.model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(self.model.ncam)]
-            raise ValueError(f"{type(self).__name__} has no camera {name!r}; available cameras: {names}")
+            raise ValueError(
+                f"{type(self).__name__} has no camera {name!r}{did_you_mean(name, names)}; available cameras: {names}"
+            )
         return cam_id
 
     def _render_camera(self, camera: str, size: tuple[int, int]) -> np.ndarray:

@@ -9,6 +9,7 @@ from typing import Any, Mapping, Optional
 import gymnasium as gym
 
 from envs.randomization import DomainRandomizationConfig
+from envs.validation import check_choice, check_int, did_you_mean
 
 
 @dataclass
@@ -34,7 +35,8 @@ class EnvConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown env option(s) {unknown}; expected some of {sorted(known)}")
+            hints = "".join(did_you_mean(k, known) for k in unknown)
+            raise ValueError(f"unknown env option(s) {unknown}{hints}; expected some of {sorted(known)}")
         if "randomization" in data:
             # A mapping given here is complete (Hydra fills every field), so `enabled` is taken as written.
             rand = data["randomization"]
@@ -42,7 +44,10 @@ class EnvConfig:
                 rand = dict(rand.items())
                 rand.setdefault("enabled", False)
             data["randomization"] = DomainRandomizationConfig.from_any(rand)
-        data["task_kwargs"] = dict(data.get("task_kwargs") or {})
+        task_kwargs = data.get("task_kwargs") or {}
+        if not (isinstance(task_kwargs, Mapping) or hasattr(task_kwargs, "items")):
+            raise ValueError(f"env.task_kwargs must be a mapping of task arguments, got {task_kwargs!r}")
+        data["task_kwargs"] = dict(task_kwargs.items())
         return cls(**data)
 
     def kwargs(self) -> dict[str, Any]:
@@ -61,10 +66,16 @@ def make_env(config: EnvConfig | Mapping[str, Any], **overrides: Any) -> gym.Env
     import envs  # noqa: F401  (registration)
 
     cfg = EnvConfig.from_any(config)
-    if cfg.id not in gym.registry:
+    if not isinstance(cfg.id, str) or cfg.id not in gym.registry:
         ours = sorted(k for k in gym.registry if k.startswith("cerebellum/"))
-        raise ValueError(f"unknown environment id {cfg.id!r}; registered tasks: {ours}")
-    return gym.make(cfg.id, **{**cfg.kwargs(), **overrides})
+        raise ValueError(f"unknown environment id {cfg.id!r}{did_you_mean(cfg.id, ours)}; registered tasks: {ours}")
+    kwargs = {**cfg.kwargs(), **overrides}
+    if kwargs.get("max_episode_steps") is not None:
+        # gymnasium.make consumes this one itself (its TimeLimit), where -1 silently means "no limit" and True means 1.
+        check_int("make_env", "max_episode_steps", kwargs["max_episode_steps"], minimum=1)
+    # Also consumed by gymnasium.make before the env sees it ("human" would add a pygame window wrapper).
+    check_choice("make_env", "render_mode", kwargs.get("render_mode"), (None, "rgb_array"))
+    return gym.make(cfg.id, **kwargs)
 
 
 def register_hydra_schema() -> None:

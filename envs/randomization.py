@@ -9,6 +9,12 @@ from typing import Any, Mapping, Sequence
 import mujoco
 import numpy as np
 
+from envs.validation import check_int, check_pair, check_real, did_you_mean
+
+# An upper bound on the per-episode action delay: the queue holds one action per step, and a delay beyond this
+# (20 s at 50 Hz) is a configuration mistake rather than a latency to train against.
+MAX_ACTION_DELAY_STEPS = 1000
+
 
 @dataclass
 class DomainRandomizationConfig:
@@ -36,52 +42,55 @@ class DomainRandomizationConfig:
     color_jitter: float = 0.08
 
     def __post_init__(self) -> None:
+        owner = "DomainRandomizationConfig"
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "enabled":
+            name, value = f.name, getattr(self, f.name)
+            arg = f"randomization.{name}"
+            if name == "enabled":
                 if not isinstance(value, (bool, np.bool_)):
-                    raise ValueError(f"randomization.enabled must be a bool, got {value!r}")
-                continue
-            if f.name.endswith(("_scale", "_steps")):
-                if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
-                    raise ValueError(f"randomization.{f.name} must be a (low, high) pair, got {value!r}")
-                low, high = (float(v) for v in value)
-                if not (np.isfinite(low) and np.isfinite(high)) or low > high:
-                    raise ValueError(f"randomization.{f.name} needs finite low <= high, got {value!r}")
-                if f.name.endswith("_scale") and low <= 0:
-                    raise ValueError(f"randomization.{f.name} scales must be > 0, got {value!r}")
-                if f.name.endswith("_steps"):
-                    if low < 0 or low != int(low) or high != int(high):
-                        raise ValueError(f"randomization.{f.name} must be non-negative integers, got {value!r}")
-                    value = (int(low), int(high))
-                else:
-                    value = (low, high)
-                setattr(self, f.name, tuple(value))
+                    raise ValueError(f"{owner}: {arg} must be true or false, got {type(value).__name__} {value!r}")
+                self.enabled = bool(value)
+            elif name == "action_delay_steps":
+                low, high = (check_int(owner, f"{arg}[{i}]", v, minimum=0, maximum=MAX_ACTION_DELAY_STEPS,
+                                       reason=" control steps (the delay queue holds one action per step)")
+                             for i, v in enumerate(check_pair(owner, arg, value)))
+                if low > high:
+                    raise ValueError(f"{owner}: {arg} needs low <= high, got {[low, high]}")
+                self.action_delay_steps = (low, high)
+            elif name.endswith("_scale"):
+                low, high = (check_real(owner, f"{arg}[{i}]", v, minimum=0.0, reason=" (scales multiply a nominal value)")
+                             for i, v in enumerate(check_pair(owner, arg, value)))
+                if low > high:
+                    raise ValueError(f"{owner}: {arg} needs low <= high, got {[low, high]}")
+                setattr(self, name, (low, high))
             else:
-                value = float(value)
-                if not np.isfinite(value) or value < 0:
-                    raise ValueError(f"randomization.{f.name} must be a finite number >= 0, got {value!r}")
-                setattr(self, f.name, value)
+                maximum = 1.0 if name == "color_jitter" else None
+                reason = " (an RGB delta; colours span 0..1)" if maximum else ""
+                setattr(self, name, check_real(owner, arg, value, minimum=0.0, strict=False, maximum=maximum,
+                                               reason=reason))
 
     @classmethod
     def from_any(cls, value: "DomainRandomizationConfig | Mapping[str, Any] | bool | None") -> "DomainRandomizationConfig":
         """Accept a config, a mapping (e.g. a Hydra DictConfig), True (defaults on) or None/False (off)."""
-        if value is None or value is False:
+        if value is None or value is False or (isinstance(value, np.bool_) and not value):
             return cls(enabled=False)
-        if value is True:
+        if value is True or isinstance(value, np.bool_):
             return cls(enabled=True)
         if isinstance(value, cls):
             return value
         if isinstance(value, Mapping) or hasattr(value, "items"):
             data = dict(value.items())
-            known = {f.name for f in dataclasses.fields(cls)}
-            unknown = sorted(set(data) - known)
+            known = [f.name for f in dataclasses.fields(cls)]
+            unknown = sorted((k for k in data if k not in known), key=str)
             if unknown:
-                raise ValueError(f"unknown randomization option(s) {unknown}; expected some of {sorted(known)}")
+                hints = "".join(did_you_mean(k, known) for k in unknown)
+                raise ValueError(f"unknown randomization option(s) {unknown}{hints}; valid options: {known}")
             # Giving ranges without `enabled` means the user wants them used.
             data.setdefault("enabled", True)
             return cls(**data)
-        raise ValueError(f"randomization must be a mapping, a bool or None, got {type(value).__name__}")
+        raise ValueError(
+            f"randomization must be a mapping of options, true/false or None, got {type(value).__name__} {value!r:.80}"
+        )
 
 
 @dataclass

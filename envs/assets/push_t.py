@@ -7,6 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
 @dataclass(frozen=True)
 class TShape:
     """The T as two boxes in its own frame (origin at the centre of area, bar at +y, stem towards -y), metres.
@@ -19,7 +23,12 @@ class TShape:
     half_height: float = 0.015  # half of the block's thickness
 
     def __post_init__(self) -> None:
+        halves = (self.bar_half, self.stem_half)
+        if not all(isinstance(h, (tuple, list, np.ndarray)) for h in halves):
+            raise ValueError(f"TShape: bar_half and stem_half must be (x, y) pairs, got {self}")
         sizes = (*self.bar_half, *self.stem_half, self.half_height)
+        if not all(_is_real(v) for v in sizes):
+            raise ValueError(f"TShape: bar_half, stem_half and half_height must be numbers, got {self}")
         if len(self.bar_half) != 2 or len(self.stem_half) != 2 or not all(np.isfinite(sizes)) or min(sizes) <= 0:
             raise ValueError(f"TShape: bar_half, stem_half (2 values each) and half_height must be > 0, got {self}")
         if self.stem_half[0] >= self.bar_half[0]:
@@ -91,6 +100,13 @@ class PushTSceneConfig:
     pusher_block_friction: float = 0.5
 
     def __post_init__(self) -> None:
+        if not isinstance(self.shape, TShape):
+            raise ValueError(f"PushTSceneConfig: shape must be a TShape, got {type(self.shape).__name__}")
+        numbers = {f: getattr(self, f) for f in self.__dataclass_fields__ if f not in ("shape", "goal_pose")}
+        not_numbers = {k: v for k, v in numbers.items() if not _is_real(v)}
+        pose_ok = isinstance(self.goal_pose, (tuple, list, np.ndarray)) and all(_is_real(v) for v in self.goal_pose)
+        if not_numbers or not pose_ok:
+            raise ValueError(f"PushTSceneConfig: these must be numbers: {not_numbers or {'goal_pose': self.goal_pose}}")
         positive = {
             name: getattr(self, name)
             for name in ("workspace_half", "block_range_half", "table_half", "pusher_radius", "pusher_mass",

@@ -9,6 +9,7 @@ import numpy as np
 
 from envs.assets import so101
 from envs.base import MujocoTaskEnv
+from envs.validation import check_choice, check_pair, check_real
 
 REWARD_TYPES = ("dense", "sparse")
 CUBE_HALF = 0.015  # metres (a 3 cm cube)
@@ -57,9 +58,9 @@ class PickCubeEnv(MujocoTaskEnv):
         target_height_range: tuple[float, float] = (0.08, 0.12),
         **kwargs,
     ) -> None:
-        if reward_type not in REWARD_TYPES:
-            raise ValueError(f"PickCubeEnv: reward_type must be one of {REWARD_TYPES}, got {reward_type!r}")
-        low, high = (float(v) for v in target_height_range)
+        reward_type = check_choice("PickCubeEnv", "reward_type", reward_type, REWARD_TYPES)
+        low, high = (check_real("PickCubeEnv", f"target_height_range[{i}]", v)
+                     for i, v in enumerate(check_pair("PickCubeEnv", "target_height_range", target_height_range)))
         if not (0.03 <= low <= high <= 0.2):
             raise ValueError(
                 f"PickCubeEnv: target_height_range must satisfy 0.03 <= low <= high <= 0.2 m (reachable while holding "
@@ -130,6 +131,19 @@ class PickCubeEnv(MujocoTaskEnv):
 
     def robot_dofs(self) -> np.ndarray:
         return self.robot_dof
+
+    def max_object_size_scale(self) -> tuple[float, str]:
+        # The cube (yaw within +-45 deg: footprint half-diagonal sqrt(2) * half) spawns as close as cube_radius[0] to
+        # the shoulder_pan axis, where the arm's base cylinder stands.
+        m = self.model
+        base = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "base")
+        base_radius = float(m.geom_size[base, 0])
+        half = float(m.geom_size[self.cube_geom, 0])
+        largest = (self.cube_radius[0] - base_radius) / (math.sqrt(2.0) * half)
+        return largest, (
+            f"the cube (half size {half} m at scale 1) spawns {self.cube_radius[0]} m from the arm's axis and must "
+            f"clear its base (radius {base_radius} m)"
+        )
 
     def cube_half_size(self) -> float:
         """Current cube half size (m); domain randomization may scale it."""

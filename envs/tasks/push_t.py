@@ -11,6 +11,7 @@ import numpy as np
 
 from envs.assets.push_t import PushTSceneConfig, TShape, push_t_scene_xml
 from envs.base import MujocoTaskEnv
+from envs.validation import check_choice, check_real
 
 REWARD_TYPES = ("dense", "sparse")
 _TWO_PI = 2.0 * math.pi
@@ -162,6 +163,12 @@ class TOverlap:
         return total / self.area
 
 
+def _numbers(arg: str, value) -> tuple:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"PushTEnv: {arg} must be a list of numbers, got {type(value).__name__} {value!r}")
+    return tuple(value)
+
+
 def _scene_config(scene) -> PushTSceneConfig:
     """Accept a PushTSceneConfig, a mapping of its fields (e.g. from Hydra; `shape` may be a mapping) or None."""
     if scene is None:
@@ -174,11 +181,19 @@ def _scene_config(scene) -> PushTSceneConfig:
         unknown = sorted(set(fields) - known)
         if unknown:
             raise ValueError(f"PushTEnv: unknown scene option(s) {unknown}; expected some of {sorted(known)}")
-        if "shape" in fields and not isinstance(fields["shape"], TShape):
-            fields["shape"] = TShape(**{k: tuple(v) if k != "half_height" else v
-                                        for k, v in dict(fields["shape"].items()).items()})
+        shape = fields.get("shape")
+        if shape is not None and not isinstance(shape, TShape):
+            if not (isinstance(shape, Mapping) or hasattr(shape, "items")):
+                raise ValueError(f"PushTEnv: scene.shape must be a mapping of TShape fields, got {shape!r}")
+            shape = dict(shape.items())
+            known = {f.name for f in dataclasses.fields(TShape)}
+            if set(shape) - known:
+                raise ValueError(f"PushTEnv: unknown scene.shape option(s) {sorted(set(shape) - known, key=str)}; "
+                                 f"expected some of {sorted(known)}")
+            fields["shape"] = TShape(**{k: _numbers(f"scene.shape.{k}", v) if k != "half_height" else v
+                                        for k, v in shape.items()})
         if "goal_pose" in fields:
-            fields["goal_pose"] = tuple(float(v) for v in fields["goal_pose"])
+            fields["goal_pose"] = _numbers("scene.goal_pose", fields["goal_pose"])
         return PushTSceneConfig(**fields)
     raise ValueError(f"PushTEnv: scene must be a PushTSceneConfig or a mapping, got {type(scene).__name__}")
 
@@ -215,6 +230,8 @@ class PushTEnv(MujocoTaskEnv):
     block_init_half = 0.15
     pusher_init_half = 0.20
     max_initial_coverage = 0.5  # "away from the goal": resample block poses that already cover this much
+    # Rejection sampling gives up after this many draws with a ValueError; a placeable scene needs a handful.
+    max_sampling_tries = 1000
 
     def __init__(
         self,
@@ -224,12 +241,9 @@ class PushTEnv(MujocoTaskEnv):
         scene: PushTSceneConfig | None = None,
         **kwargs,
     ) -> None:
-        if reward_type not in REWARD_TYPES:
-            raise ValueError(f"PushTEnv: reward_type must be one of {REWARD_TYPES}, got {reward_type!r}")
-        if not 0.0 < float(success_coverage) <= 1.0:
-            raise ValueError(f"PushTEnv: success_coverage must be in (0, 1], got {success_coverage!r}")
-        self.reward_type = reward_type
-        self.success_coverage = float(success_coverage)
+        self.reward_type = check_choice("PushTEnv", "reward_type", reward_type, REWARD_TYPES)
+        self.success_coverage = check_real("PushTEnv", "success_coverage", success_coverage, minimum=0.0, maximum=1.0,
+                                           reason=" (a fraction of the goal's area)")
         self.scene = _scene_config(scene)
         super().__init__(*args, **kwargs)
 
@@ -308,23 +322,46 @@ class PushTEnv(MujocoTaskEnv):
         self._coverage = 0.0
 
     # ------------------------------------------------------------------ episode
+    def max_object_size_scale(self) -> tuple[float, str]:
+        # The block's centre starts within block_init_half of the goal; the whole T must then still lie on the table.
+        scene = self.scene
+        radius = TOverlap(self.block_rects()).circumradius  # nominal shape: setup() runs before any randomization
+        room = scene.table_half - self.block_init_half - max(abs(scene.goal_pose[0]), abs(scene.goal_pose[1]))
+        largest = room / radius
+        return largest, (
+            f"the T (circumradius {radius:.3f} m at scale 1) starts within {self.block_init_half} m of the goal "
+            f"{scene.goal_pose[:2]} and must lie on the table (half size {scene.table_half} m)"
+        )
+
     def sample_initial_state(self, rng: np.random.Generator) -> None:
         self._sync_shape()
         q = self.data.qpos
         gx, gy, _ = self.goal_pose
-        while True:
+        for _ in range(self.max_sampling_tries):
             bx, by = rng.uniform(-self.block_init_half, self.block_init_half, size=2) + (gx, gy)
             yaw = rng.uniform(-math.pi, math.pi)
             if self._overlap_at(bx, by, yaw) < self.max_initial_coverage:
                 break
-        while True:
+        else:
+            self._sampling_failed(f"block pose covering < {self.max_initial_coverage} of the goal")
+        for _ in range(self.max_sampling_tries):
             pusher = rng.uniform(-self.pusher_init_half, self.pusher_init_half, size=2)
             if self.distance_to_block(pusher, (bx, by, yaw)) > 0.01:
                 break
+        else:
+            self._sampling_failed("pusher position clear of the block")
         rest_z = self._rest_z + self._nominal_pad_bottom - self._pad_bottom()
         q[self._bx], q[self._by], q[self._bz], q[self._byaw] = bx, by, rest_z, yaw
         q[self._px : self._px + 2] = pusher
         self.data.ctrl[:] = pusher
+
+    def _sampling_failed(self, what: str) -> None:
+        scale = self._randomizer.size_scales.get("block", 1.0)
+        raise ValueError(
+            f"PushTEnv.reset: no {what} found in {self.max_sampling_tries} random draws (block size scale {scale:.3g}, "
+            f"randomization.object_size_scale {list(self.randomization.object_size_scale)}, scene {self.scene}); "
+            "use a smaller object_size_scale or a larger table"
+        )
 
     def distance_to_block(self, point, block_pose) -> float:
         """Distance from `point` (x, y) to the block T's boundary minus the pusher radius (< 0: overlapping)."""

@@ -10,6 +10,7 @@ import numpy as np
 
 from envs.assets import so101
 from envs.base import MujocoTaskEnv
+from envs.validation import check_choice
 
 REWARD_TYPES = ("dense", "sparse")
 _TARGET_RGBA = "0.9 0.15 0.15 0.55"
@@ -58,10 +59,14 @@ class ReachEnv(MujocoTaskEnv):
         end_effector_site: str | None = None,
         **kwargs,
     ) -> None:
-        if reward_type not in REWARD_TYPES:
-            raise ValueError(f"ReachEnv: reward_type must be one of {REWARD_TYPES}, got {reward_type!r}")
-        self.reward_type = reward_type
+        self.reward_type = check_choice("ReachEnv", "reward_type", reward_type, REWARD_TYPES)
         self._user_robot = None
+        if robot_mjcf is not None and not isinstance(robot_mjcf, (str, os.PathLike)):
+            raise ValueError(f"ReachEnv: robot_mjcf must be a path to an MJCF file, got {type(robot_mjcf).__name__}")
+        if end_effector_site is not None and not isinstance(end_effector_site, str):
+            raise ValueError(
+                f"ReachEnv: end_effector_site must be a site name, got {type(end_effector_site).__name__}"
+            )
         if robot_mjcf is not None:
             self._user_robot = _UserRobot(robot_mjcf, end_effector_site)
         elif end_effector_site is not None:
@@ -191,6 +196,10 @@ class ReachEnv(MujocoTaskEnv):
         return -dist + (self.success_bonus if success else 0.0), success
 
 
+class MissingRobotFileError(FileNotFoundError, ValueError):
+    """A robot_mjcf path that does not exist: a bad argument (ValueError) and a missing file (FileNotFoundError)."""
+
+
 class _UserRobot:
     """A user's MJCF robot prepared for Reach: checks the file, then adds a target, a light and two cameras."""
 
@@ -199,7 +208,7 @@ class _UserRobot:
     def __init__(self, path: str | os.PathLike, site: str | None) -> None:
         path = os.fspath(path)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"ReachEnv: robot_mjcf file {path!r} does not exist")
+            raise MissingRobotFileError(f"ReachEnv: robot_mjcf file {path!r} does not exist")
         if not site:
             raise ValueError("ReachEnv: robot_mjcf needs end_effector_site=<a site on the robot's end effector>")
         try:
@@ -309,5 +318,10 @@ class _UserRobot:
             scratch.qpos[qpos_index] = rng.uniform(joint_range[:, 0], joint_range[:, 1])
             mujoco.mj_fwdPosition(model, scratch)
             if not (scratch.contact.dist[: scratch.ncon] < 0).any():
-                break
-        return scratch.site_xpos[site].copy()
+                return scratch.site_xpos[site].copy()
+        # A target reached only through penetration would be a silent wrong goal: say why none was found.
+        raise ValueError(
+            f"ReachEnv.reset: {self.max_target_tries} random joint configurations of robot_mjcf {self.path!r} all "
+            "penetrate something (e.g. a link always inside the floor or another link); fix the model's geometry, "
+            "joint ranges or collision filters"
+        )

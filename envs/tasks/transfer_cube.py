@@ -157,6 +157,23 @@ class TransferCubeEnv(MujocoTaskEnv):
     def robot_dofs(self) -> np.ndarray:
         return self._robot_dofs
 
+    def max_object_size_scale(self) -> tuple[float, str]:
+        # The unrotated cube spawns up to CUBE_X_RANGE[1] towards the right arm and CUBE_Y_RANGE to the sides: it must
+        # clear the right arm's base box and stay on the table.
+        m, d = self.model, self.data
+        mujoco.mj_kinematics(m, d)
+        base = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "right/base")
+        table = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, "table")
+        base_near_x = float(d.geom_xpos[base, 0] - np.abs(d.geom_xmat[base].reshape(3, 3)[0]) @ m.geom_size[base])
+        table_half_y = float(m.geom_size[table, 1])
+        half = float(m.geom_size[self._cube_geom, 0])
+        room = min(base_near_x - CUBE_X_RANGE[1], table_half_y - max(abs(v) for v in CUBE_Y_RANGE))
+        return room / half, (
+            f"the cube (half size {half} m at scale 1) spawns up to x = {CUBE_X_RANGE[1]} m and |y| = "
+            f"{max(abs(v) for v in CUBE_Y_RANGE)} m and must clear the right arm's base (x >= {base_near_x:.3f} m) "
+            f"and stay on the table (|y| <= {table_half_y} m)"
+        )
+
     def home_action(self) -> np.ndarray:
         return np.array((*HOME_ARM, HOME_OPENING) * 2)
 

@@ -152,6 +152,23 @@ def test_latency_delays_actions_by_configured_steps():
     assert env.data.ctrl[0] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_delayed_actions_are_copied_so_a_reused_buffer_applies_each_steps_value(dtype):
+    env = PendulumBoxEnv(randomization={"action_delay_steps": (2, 2), "agent_pos_noise_std": 0.0,
+                                        "environment_state_noise_std": 0.0})
+    env.reset(seed=0)
+    hold = float(env.data.ctrl[0])
+    buffer = np.zeros(1, dtype)
+    sent = [0.9, -0.4, 0.25, -1.1, 0.6, 1.3]
+    applied = []
+    for value in sent:
+        buffer[0] = value  # the caller refills one buffer, as a control loop does
+        env.step(buffer)
+        applied.append(float(env.data.ctrl[0]))
+    expected = [hold, hold] + [float(dtype(v)) for v in sent[:-2]]
+    assert applied == pytest.approx(expected, abs=0, rel=0)
+
+
 def test_pixels_render_only_requested_cameras_and_not_blank():
     env = PendulumBoxEnv(obs_mode="pixels", image_size=(48, 64), render_mode="rgb_array")
     obs, _ = env.reset(seed=0)
