@@ -16,7 +16,7 @@ class Fault:
     BAD_SHAPE = "bad_shape"
     BAD_DTYPE = "bad_dtype"
     NON_FINITE_OBSERVATION = "non_finite_observation"
-    OUT_OF_RANGE_OBSERVATION = "out_of_range_observation"  # finite but outside the manifest's low/high
+    OUT_OF_RANGE_OBSERVATION = "out_of_range_observation"  # finite, outside low/high (or the widened limits)
     NO_FRESH_CHUNK = "no_fresh_chunk"  # the executing chunk ran out before the next one arrived
     LATE_CHUNK = "late_chunk"  # sync mode: the inference missed its deadline; the tick went on without it
     STALE_CHUNK = "stale_chunk"  # a chunk arrived after all of its actions were due: discarded
