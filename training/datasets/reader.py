@@ -325,7 +325,8 @@ def load_numeric(meta: DatasetMeta, keys: Sequence[str]) -> dict[str, np.ndarray
     starts, ends = meta.episode_column("dataset_from_index"), meta.episode_column("dataset_to_index")
     lengths = meta.episode_lengths
     if np.any(ends - starts != lengths) or (len(ends) and ends.max() > n):
-        raise DatasetFormatError(f"{meta.root}: episode from/to indices disagree with lengths or total_frames={n}")
+        raise DatasetFormatError(f"{meta.root / EPISODES_DIR}: episode from/to indices disagree with the lengths or "
+                                 f"with total_frames={n} of info.json")
     filled = np.zeros(n, bool)
     for (chunk, file), eps in meta.episodes_by_file("data").items():
         path = meta.root / meta.info["data_path"].format(chunk_index=chunk, file_index=file)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from .format import (
     STATS_STATE_PATH,
     TASKS_PATH,
     VIDEO_PATH,
+    CorruptFileError,
     DatasetFormatError,
     SchemaMismatchError,
     arrow_type,
@@ -257,7 +259,11 @@ class DatasetWriter:
         state_path = meta.root / STATS_STATE_PATH
         if state_path.exists():
             meta.verify_file(state_path)
-            acc = StatsAccumulator.from_npz(state_path)
+            try:
+                acc = StatsAccumulator.from_npz(state_path)
+            except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as err:
+                raise CorruptFileError(f"cannot read the running statistics {state_path} ({type(err).__name__}: "
+                                       f"{err}); delete it to rebuild them from the data") from err
             counts = {k: (s.count if hasattr(s, "count") else s.frames) for k, s in acc.stats.items()}
             if set(acc.stats) == set(kinds) and all(c == meta.total_frames for c in counts.values()):
                 return acc
