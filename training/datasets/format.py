@@ -87,11 +87,25 @@ REQUIRED_INFO_KEYS = ("codebase_version", "fps", "features", "data_path", "total
 
 
 def validate_info(info: Mapping[str, Any], path: Path) -> None:
+    if not isinstance(info, Mapping):
+        raise DatasetFormatError(f"{path}: expected a JSON object, got {type(info).__name__}")
     check_version(info, path)
     missing = [k for k in REQUIRED_INFO_KEYS if k not in info]
     if missing:
         raise DatasetFormatError(f"{path}: info.json lacks required keys {missing}")
+    for key in ("fps", "total_episodes", "total_frames"):
+        value = info[key]
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # some exporters write 30.0
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "fps" else 0):
+            raise DatasetFormatError(f"{path}: {key} must be a {'positive' if key == 'fps' else 'non-negative'} "
+                                     f"integer, got {value!r}")
+    if not isinstance(info["features"], Mapping) or not all(isinstance(ft, Mapping) for ft in info["features"].values()):
+        raise DatasetFormatError(f"{path}: 'features' must map feature names to objects")
     for key, ft in info["features"].items():
+        if not isinstance(ft.get("shape"), list) or not all(isinstance(n, int) and n > 0 for n in ft["shape"]):
+            raise DatasetFormatError(f"{path}: feature {key!r} needs a list of positive integers as 'shape', got "
+                                     f"{ft.get('shape')!r}")
         if "dtype" not in ft or "shape" not in ft:
             raise DatasetFormatError(f"{path}: feature {key!r} needs 'dtype' and 'shape', got {dict(ft)}")
         if ft["dtype"] == "video" and not info.get("video_path"):

@@ -135,3 +135,18 @@ def test_bad_episodes_are_rejected_before_anything_is_written(tmp_path):
         odd = {"observation.images.top": {"dtype": "video", "shape": [31, 48, 3], "names": None}}
         with DatasetWriter.create(tmp_path / "odd", 10, odd) as w:
             w.add_episode({"observation.images.top": np.zeros((2, 31, 48, 3), np.uint8)}, "t")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda info: info.update(fps=0), "fps must be a positive integer, got 0"),
+    (lambda info: info.update(total_frames=-3), "total_frames must be a non-negative integer, got -3"),
+    (lambda info: info.update(total_episodes="3"), "total_episodes must be a non-negative integer, got '3'"),
+    (lambda info: info.update(features=[1, 2]), "'features' must map feature names to objects"),
+    (lambda info: info["features"]["action"].update(shape=[2.5]), r"feature 'action' needs a list of positive"),
+])
+def test_malformed_info_values_name_file_and_field(dataset, edit, message):
+    info = json.loads((dataset / "meta/info.json").read_text())
+    edit(info)
+    (dataset / "meta/info.json").write_text(json.dumps(info))
+    with pytest.raises(DatasetFormatError, match=rf"info\.json: {message}"):
+        DatasetMeta(dataset)
