@@ -15,9 +15,12 @@ LOCK_NAME = ".lock"
 class LockHeldError(ValueError):
     """Another live process (named by pid) is writing the directory; raised at once, never after waiting."""
 
-    def __init__(self, message: str, pid: int | None):
+    def __init__(self, message: str, pid: int | None = None):
         super().__init__(message)
         self.pid = pid
+
+    def __reduce__(self):  # keeps the pid when the error crosses a process boundary (pickled)
+        return type(self), (str(self), self.pid)
 
 
 def pid_alive(pid: int) -> bool:
