@@ -5,6 +5,9 @@ episodes per file) and rewrites meta/info.json, meta/stats.json and meta/tasks.p
 journaled commit (see atomic.Commit). An interrupted run therefore leaves either the previous commit or
 the new one on disk, never a partial episode; episodes added since the last commit are lost and must be
 recorded again, which the collector does deterministically from their seeds.
+
+Every commit also rewrites meta/checksums.json (the sha256 of every file, see checksums.py), published with it. A
+writer holds the dataset's lock (locks.DirectoryLock) from create/open to close/abort: a second writer stops at once.
 """
 
 from __future__ import annotations
