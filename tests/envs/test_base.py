@@ -140,6 +140,15 @@ def test_physics_blow_up_truncates_with_error_instead_of_nan():
     assert "physics_error" in info and "unstable" in info["physics_error"]
 
 
+def test_positions_blown_up_in_the_last_substep_end_the_episode_not_in_float32_inf():
+    # MuJoCo checks the state at the start of each substep; the env checks qpos after the last one as well.
+    env = PendulumBoxEnv(timestep=1e300, control_hz=1e-300)
+    env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step(np.ones(1, np.float32))
+    assert truncated and not terminated and "physics_error" in info
+    assert np.isfinite(obs["agent_pos"]).all() and np.isfinite(obs["environment_state"]).all()
+
+
 def test_latency_delays_actions_by_configured_steps():
     env = PendulumBoxEnv(randomization={"action_delay_steps": (2, 2), "agent_pos_noise_std": 0.0,
                                         "environment_state_noise_std": 0.0})
