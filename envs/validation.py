@@ -76,9 +76,15 @@ def check_int(owner: str, arg: str, value: Any, *, minimum: int, maximum: int | 
     return number
 
 
+def _is_sequence(value: Any) -> bool:
+    """A list, tuple, 1-d array or Hydra ListConfig: sized and indexable, but no text and no mapping (DictConfig too)."""
+    return (hasattr(value, "__len__") and hasattr(value, "__getitem__") and not hasattr(value, "items")
+            and not isinstance(value, (str, bytes, bytearray)))
+
+
 def check_pair(owner: str, arg: str, value: Any) -> tuple[Any, Any]:
     """Two items (a list, tuple, 1-d array or Hydra ListConfig); strings and mappings are refused."""
-    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__len__") or not hasattr(value, "__getitem__"):
+    if not _is_sequence(value):
         raise ValueError(f"{owner}: {arg} must be a (low, high) pair, got {type(value).__name__} {short_repr(value)}")
     if (isinstance(value, np.ndarray) and value.ndim != 1) or len(value) != 2:
         raise ValueError(f"{owner}: {arg} must be a (low, high) pair of 2 values, got {short_repr(value)}")
@@ -89,7 +95,7 @@ def check_image_size(owner: str, value: Any) -> tuple[int, int]:
     """(height, width) as two positive integers; one integer n means a square n x n image."""
     if is_integer(value):
         value = (value, value)
-    elif isinstance(value, (str, bytes, dict)) or not hasattr(value, "__len__") or not hasattr(value, "__getitem__"):
+    elif not _is_sequence(value):
         raise ValueError(
             f"{owner}: image_size must be (height, width) as two integers or one integer for a square image, got "
             f"{type(value).__name__} {short_repr(value)}"
@@ -111,7 +117,7 @@ def check_camera_names(owner: str, value: Any) -> tuple[str, ...]:
     """A plain string is one camera; otherwise a sequence of distinct, non-empty names."""
     if isinstance(value, str):
         value = (value,)
-    if isinstance(value, (bytes, dict)) or not hasattr(value, "__iter__") or not hasattr(value, "__len__"):
+    if not _is_sequence(value):
         raise ValueError(
             f"{owner}: cameras must be a camera name or a list of names, got {type(value).__name__} {short_repr(value)}"
         )

@@ -7,6 +7,7 @@ import signal
 import gymnasium as gym
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 import envs  # noqa: F401  (registration)
 from envs.config import make_env
@@ -69,6 +70,8 @@ COMMON = {
         ({"obs_mode": "pixels", "cameras": b"top"}, ["cameras", "camera name"]),
         ({"obs_mode": "pixels", "cameras": {"top": 1}}, ["cameras", "camera name"]),
         ({"obs_mode": "pixels", "cameras": 5}, ["cameras", "camera name"]),
+        ({"obs_mode": "pixels", "cameras": {"top"}}, ["cameras", "camera name"]),
+        ({"obs_mode": "pixels", "cameras": OmegaConf.create({"top": 1})}, ["cameras", "camera name"]),
         ({"obs_mode": "state", "cameras": "nope"}, ["no camera 'nope'"]),
     ],
     "image_size": [
@@ -86,6 +89,7 @@ COMMON = {
         ({"obs_mode": "pixels", "image_size": True}, ["image_size", "two integers"]),
         ({"obs_mode": "pixels", "image_size": (True, 96)}, ["image_size", "two integers"]),
         ({"obs_mode": "pixels", "image_size": {"h": 96}}, ["image_size", "two integers"]),
+        ({"obs_mode": "pixels", "image_size": OmegaConf.create({"h": 96, "w": 96})}, ["image_size", "two integers"]),
         ({"obs_mode": "pixels", "image_size": (5000, 96)}, ["image_size", "exceeds 4096", "MiB"]),
         ({"obs_mode": "pixels", "image_size": (96, 10**6)}, ["image_size", "exceeds 4096"]),
         ({"obs_mode": "pixels", "image_size": 10**5}, ["image_size", "exceeds 4096"]),
@@ -300,6 +304,16 @@ def test_a_plain_camera_string_is_one_camera_and_an_int_image_size_is_square():
     env = gym.make("cerebellum/Reach-v0", obs_mode="pixels", cameras="top", image_size=np.int64(24))
     obs, _ = env.reset(seed=0)
     assert list(obs["pixels"]) == ["top"] and obs["pixels"]["top"].shape == (24, 24, 3)
+    env.close()
+
+
+def test_hydra_lists_are_accepted_where_lists_are_expected():
+    env = gym.make("cerebellum/Reach-v0", obs_mode="state_pixels", cameras=OmegaConf.create(["top", "front"]),
+                   image_size=OmegaConf.create([16, 24]),
+                   randomization=OmegaConf.create({"enabled": True, "friction_scale": [0.9, 1.1]}))
+    obs, _ = env.reset(seed=0)
+    assert list(obs["pixels"]) == ["top", "front"] and obs["pixels"]["front"].shape == (16, 24, 3)
+    assert env.unwrapped.randomization.friction_scale == (0.9, 1.1)
     env.close()
 
 
