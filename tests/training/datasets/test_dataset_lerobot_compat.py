@@ -7,7 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from dataset_test_utils import concat, make_episode
 
-from training.datasets import DatasetMeta, DatasetWriter, WindowDataset, load_images, load_numeric
+from training.datasets import DatasetMeta, DatasetWriter, WindowDataset, checksums, load_images, load_numeric
+from training.datasets.verify import verify_dataset
 from training.datasets.video import VideoConfig, VideoStreamWriter
 
 FPS = 15
@@ -82,6 +83,8 @@ def test_lerobot_written_dataset_trains_here_and_accepts_appends(tmp_path):
     root = tmp_path / "aloha_like"
     write_lerobot_style_dataset(root, episodes)
 
+    report = verify_dataset(root)  # LeRobot's layout variations are no problem; its lack of checksums is a note
+    assert report.ok and any("carries no checksums" in n for n in report.notes), report.problems
     meta = DatasetMeta(root)
     assert meta.tasks == ["transfer the cube"] and meta.total_frames == sum(LENGTHS)
     meta.check_features({"observation.state": (3,), "action": (2,), "observation.images.cam_high": (3, 32, 48)})
@@ -105,3 +108,7 @@ def test_lerobot_written_dataset_trains_here_and_accepts_appends(tmp_path):
     state = load_numeric(meta, ["observation.state"])["observation.state"].astype(np.float64)
     np.testing.assert_allclose(meta.stats["observation.state"]["mean"], state.mean(0), rtol=1e-9)
     assert load_images(meta, "observation.images.cam_high", in_memory=True).shape[0] == sum(LENGTHS) + 5
+    # Appending adopted LeRobot's files into a checksum manifest: every file is covered and verifies.
+    assert meta.checksums is not None and sorted(meta.checksums) == checksums.dataset_files(root)
+    report = verify_dataset(root)
+    assert report.ok and report.notes == [], (report.problems, report.notes)
