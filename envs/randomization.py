@@ -58,7 +58,8 @@ class DomainRandomizationConfig:
                     raise ValueError(f"{owner}: {arg} needs low <= high, got {[low, high]}")
                 self.action_delay_steps = (low, high)
             elif name.endswith("_scale"):
-                low, high = (check_real(owner, f"{arg}[{i}]", v, minimum=0.0, reason=" (scales multiply a nominal value)")
+                low, high = (check_real(owner, f"{arg}[{i}]", v, minimum=0.0,
+                                        reason=" (scales multiply a nominal value)")
                              for i, v in enumerate(check_pair(owner, arg, value)))
                 if low > high:
                     raise ValueError(f"{owner}: {arg} needs low <= high, got {[low, high]}")

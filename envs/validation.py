@@ -1,4 +1,4 @@
-"""Argument checks for the environments' constructors: each bad value is a ValueError naming the argument and what it expects."""
+"""Constructor-argument checks for the envs: each bad value is a ValueError naming the argument and what it expects."""
 
 from __future__ import annotations
 
@@ -53,7 +53,10 @@ def check_real(owner: str, arg: str, value: Any, *, minimum: float | None = None
     """A finite real number; `minimum` is exclusive when `strict`, inclusive otherwise; `maximum` is inclusive."""
     if not is_real(value):
         raise ValueError(f"{owner}: {arg} must be a real number, got {type(value).__name__} {short_repr(value)}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a Python int beyond float64
+        number = math.inf
     too_low = minimum is not None and (number <= minimum if strict else number < minimum)
     if not math.isfinite(number) or too_low or (maximum is not None and number > maximum):
         bounds = []
@@ -77,7 +80,7 @@ def check_int(owner: str, arg: str, value: Any, *, minimum: int, maximum: int | 
 
 
 def _is_sequence(value: Any) -> bool:
-    """A list, tuple, 1-d array or Hydra ListConfig: sized and indexable, but no text and no mapping (DictConfig too)."""
+    """A list, tuple, 1-d array or Hydra ListConfig: sized and indexable; no text, no mapping (nor DictConfig)."""
     return (hasattr(value, "__len__") and hasattr(value, "__getitem__") and not hasattr(value, "items")
             and not isinstance(value, (str, bytes, bytearray)))
 
@@ -124,7 +127,9 @@ def check_camera_names(owner: str, value: Any) -> tuple[str, ...]:
     names = tuple(value)
     bad = [n for n in names if not isinstance(n, str) or not n]
     if bad:
-        raise ValueError(f"{owner}: cameras must be non-empty strings, got {short_repr(bad[0])} in {short_repr(list(names))}")
+        raise ValueError(
+            f"{owner}: cameras must be non-empty strings, got {short_repr(bad[0])} in {short_repr(list(names))}"
+        )
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"{owner}: cameras lists {duplicates} more than once: {list(names)}")

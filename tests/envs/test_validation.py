@@ -46,7 +46,7 @@ def test_camera_names_plain_string_is_one_camera_and_duplicates_are_refused():
 
 def test_numbers_refuse_bools_strings_and_non_finite_values():
     assert check_real("Env", "x", np.float32(0.5), minimum=0.0) == 0.5
-    for bad in (True, "1", None, math.nan, math.inf, [1.0], 1j):
+    for bad in (True, "1", None, math.nan, math.inf, 10**400, [1.0], 1j):
         with pytest.raises(ValueError, match="Env: x must be"):
             check_real("Env", "x", bad, minimum=0.0)
     with pytest.raises(ValueError, match=">= 0"):

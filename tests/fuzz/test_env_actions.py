@@ -1,4 +1,4 @@
-"""Fuzz: bad actions x dtypes x every registered env end in a ValueError (env untouched) or the documented clip/convert."""
+"""Fuzz: bad actions x dtypes x every env end in a ValueError (env untouched) or the documented clip/convert."""
 
 import datetime
 import decimal

@@ -215,7 +215,8 @@ TASK_SPECIFIC = {
         ({"scene": {"foo": 1}}, ["scene option", "foo"]),
         ({"randomization": {"object_size_scale": [20, 20]}}, ["object_size_scale", "on the table"]),
         ({"randomization": {"object_size_scale": [1.0, 2.0]}}, ["object_size_scale", "up to a scale of 1.86"]),
-        ({"scene": {"goal_pose": [0.2, 0.2, 0.0]}}, ["PushTEnv", "cannot place its object even at its nominal size", "goal"]),
+        ({"scene": {"goal_pose": [0.2, 0.2, 0.0]}},
+         ["PushTEnv", "cannot place its object even at its nominal size", "goal"]),
         ({"scene": {"goal_pose": [0.05, 0.0, 0.0]}, "randomization": {"object_size_scale": [1, 1.5]}},
          ["object_size_scale", "up to a scale of 1.24"]),
     ],
@@ -223,7 +224,8 @@ TASK_SPECIFIC = {
 
 
 def _cases(table):
-    return [pytest.param(kw, words, id=f"{kind}-{i}") for kind, rows in table.items() for i, (kw, words) in enumerate(rows)]
+    return [pytest.param(kw, words, id=f"{kind}-{i}")
+            for kind, rows in table.items() for i, (kw, words) in enumerate(rows)]
 
 
 def _task_cases():
@@ -352,7 +354,8 @@ class _NoRoomForThePusher(PushTEnv):
 
 def test_push_t_block_sampling_is_capped_with_a_clear_error():
     env = _UnplaceablePushT()
-    with deadline(20), pytest.raises(ValueError, match=r"no block pose covering < 0.0 of the goal found in 1000 random draws"):
+    message = r"no block pose covering < 0.0 of the goal found in 1000 random draws"
+    with deadline(20), pytest.raises(ValueError, match=message):
         env.reset(seed=0)
 
 
