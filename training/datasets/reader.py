@@ -107,7 +107,12 @@ class DatasetMeta:
         if atomic.has_pending_commit(self.root) and not is_locked(self.root):
             # A writer died mid-commit after staging complete files; finishing it is always safe. A live writer
             # (holding the lock) is finishing it right now: leave it alone.
-            atomic.recover(self.root, clean_staging=False)
+            try:
+                atomic.recover(self.root, clean_staging=False)
+            except OSError as err:
+                raise DatasetFormatError(
+                    f"{self.root} holds an unfinished commit ({atomic.JOURNAL_NAME}) of a writer that died, and it "
+                    f"cannot be finished here ({err}); open the dataset once where it is writable") from err
         # A writer publishing a commit renames its files one by one, so a reader caught in between sees new
         # checksums with old metadata or the reverse. That is told apart from corruption by the commit journal
         # (present while files are renamed) or a manifest replaced since this read began; then the read starts over.
