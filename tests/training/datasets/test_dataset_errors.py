@@ -150,3 +150,16 @@ def test_malformed_info_values_name_file_and_field(dataset, edit, message):
     (dataset / "meta/info.json").write_text(json.dumps(info))
     with pytest.raises(DatasetFormatError, match=rf"info\.json: {message}"):
         DatasetMeta(dataset)
+
+
+def test_unfinished_commit_on_a_read_only_dataset_is_named(dataset, monkeypatch):
+    from training.datasets import atomic
+
+    (dataset / atomic.JOURNAL_NAME).write_text(json.dumps({"staging": ".staging/1-" + "0" * 32, "files": []}))
+
+    def read_only(root, clean_staging=True):
+        raise PermissionError(13, "Permission denied", str(root / "meta/info.json"))
+
+    monkeypatch.setattr(atomic, "recover", read_only)
+    with pytest.raises(DatasetFormatError, match=r"unfinished commit \(\.commit-journal\.json\).*Permission denied"):
+        DatasetMeta(dataset)
