@@ -385,6 +385,11 @@ class MujocoTaskEnv(gym.Env):
         expected = f"expected real numbers (float or int) of shape {self._action_shape}: {', '.join(self.action_names)}"
         if action is None or isinstance(action, (str, bytes, bytearray, memoryview, Mapping, set, frozenset)):
             raise ValueError(f"{owner}: action is {type(action).__name__} {_short(action)}; {expected}")
+        # NumPy would turn these into numbers silently: True into 1.0 next to floats, a masked entry into its filler.
+        if isinstance(action, (list, tuple)) and any(isinstance(v, (bool, np.bool_)) for v in action):
+            raise ValueError(f"{owner}: action {_short(action)} holds a bool (not a joint target); {expected}")
+        if isinstance(action, np.ma.MaskedArray) and np.ma.getmaskarray(action).any():
+            raise ValueError(f"{owner}: action has masked (missing) entries: {_short(action)}; {expected}")
         try:
             a = np.asarray(action)
         except Exception as exc:  # ragged nesting (ValueError), objects that refuse conversion (TypeError, ...)

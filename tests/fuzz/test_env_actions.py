@@ -87,6 +87,18 @@ REFUSED_TYPES = {
     "np_bool_scalar": lambda e: np.bool_(True),
     "np_complex_scalar": lambda e: np.complex128(1j),
     "np_datetime_scalar": lambda e: np.datetime64("2020-01-01"),
+    "np_void_scalar": lambda e: np.void(b"\x00" * 8),
+    "list_of_none": lambda e: [None] * _n(e),
+    "nested_empty": lambda e: [[]],
+    "tuple_with_list": lambda e: (0.0, [1.0]) + (0.0,) * (_n(e) - 2),
+    "list_with_bytes": lambda e: [b"1"] + [0.0] * (_n(e) - 1),
+    "list_with_bool": lambda e: [True] + [0.0] * (_n(e) - 1),
+    "tuple_with_np_bool": lambda e: (np.bool_(False),) + (0.0,) * (_n(e) - 1),
+    "array_from_comparison": lambda e: _mid(e) > 0,
+    "array_object_decimal": lambda e: np.array([decimal.Decimal(0)] * _n(e), dtype=object),
+    "masked_with_masked_entry": lambda e: np.ma.masked_array(_mid(e), mask=[True] + [False] * (_n(e) - 1)),
+    "dict_values": lambda e: {name: 0.0 for name in e.action_names}.values(),
+    "dict_keys": lambda e: {name: 0.0 for name in e.action_names}.keys(),
 }
 
 WRONG_SHAPES = {
@@ -143,6 +155,8 @@ ACCEPTED_AS_MID = {
     "list_of_np_float32": lambda e: [np.float32(v) for v in _mid(e)],
     "object_array_of_floats": lambda e: np.array(_mid(e).tolist(), dtype=object),
     "list_with_fraction": lambda e: [fractions.Fraction(v) for v in _mid(e).tolist()],
+    "masked_without_masked_entries": lambda e: np.ma.masked_array(_mid(e), mask=False),
+    "list_of_np_float64": lambda e: list(_mid(e)),
 }
 
 ACCEPTED_INTS = {f"int_{np.dtype(t).name}": t for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
