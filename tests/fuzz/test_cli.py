@@ -191,6 +191,7 @@ CASES = [
     ("bad_value", "collect", ["env_id=nope/X-v0"], "env id 'nope/X-v0' is not registered"),
     ("bad_value", "collect", ["policy_factory=envs.experts:nope"], "has no attribute 'nope'"),
     ("bad_value", "collect", ["policy_factory=make_expert"], "policy_factory must be 'module:attribute'"),
+    ("bad_value", "collect", ["policy_factory=nosuchmod:make"], "policy_factory: cannot import module 'nosuchmod'"),
     ("bad_value", "collect", ["import_modules=[nosuchmod]"], "import_modules: cannot import 'nosuchmod'"),
     ("bad_value", "collect", ["n_episodes=0"], "n_episodes must be >= 1, got 0"),
     ("bad_value", "collect", ["n_envs=-1"], "n_envs must be >= 1, got -1"),
