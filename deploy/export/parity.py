@@ -102,9 +102,9 @@ def env_inputs(env: EnvConfig, plan: ExportPlan, n: int, seed: int, sim=None) ->
 
 def check_parity(bundle_dir: str | Path, plan: ExportPlan, sets: Mapping[str, list[Inputs]],
                  atol: float = DEFAULT_ATOL, seed: int = 0) -> ParityReport:
-    """Run every sample through the bundle (onnxruntime, hash-checked) and the torch reference; never raises on a
-    mismatch (see ParityReport.passed)."""
-    bundle = BundlePolicy(bundle_dir)
+    """Run every sample through the bundle (onnxruntime) and the torch reference; never raises on a mismatch (see
+    ParityReport.passed). The bundle's files are not hashed again: write_manifest has just checked them."""
+    bundle = BundlePolicy(bundle_dir, verify_hash=False)
     offset = plan.control.chunk_offset
     rng = np.random.default_rng(seed)
     diffs, counts, scale = {}, {}, 0.0
