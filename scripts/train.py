@@ -32,6 +32,8 @@ def main(cfg) -> float | None:
     # Bad input (config values, dataset, env/policy mismatch, resume): one `error:` line, exit 2, no run dir left.
     with cli.reported(ImitationSetupError, LockHeldError):
         cfg = cli.prepared(cfg, from_hydra)
+        if cfg.env is None and launched_rank() == 0:
+            print("env=null: training from the dataset alone (features from its meta/info.json); no evaluation")
         result = run(cfg, default_run_dir=hydra_cfg.runtime.output_dir, overrides=list(hydra_cfg.overrides.task))
     if launched_rank() > 0:  # under torchrun, rank 0 reports
         return None
