@@ -132,6 +132,9 @@ def export_checkpoint(cfg: ExportConfig) -> ExportResult:
     prepare_output(output, cfg.overwrite)  # fail before the slow part
     source = load_source(cfg.checkpoint)
     check_output_location(source, output)
+    if source.env is None:
+        raise ValueError(f"{source.path} was trained without an env (env=null): the manifest takes the joint names, "
+                         "units, limits and control rate from the env, so this checkpoint cannot be exported yet")
     sim = make_env(source.env)  # one instance for the env's metadata, RL rollouts and parity observations
     try:
         info = read_env_info(source.env, sim)

@@ -78,10 +78,11 @@ def reach_features(pixels: bool = False) -> dict[str, list[int]]:
 
 
 def imitation_checkpoint(run_dir: Path, policy_type: str, *, pixels: bool = False, seed: int = 0,
-                         stats: dict | None = None, dataset_root: Path | None = None, **overrides) -> Path:
+                         stats: dict | None = None, dataset_root: Path | None = None, no_env: bool = False,
+                         **overrides) -> Path:
     """A checkpoint of an untrained tiny policy for Reach, written with the imitation trainer's checkpoint code.
     stats: the dataset statistics to build it with (default: dataset_stats(...)); dataset_root: the dataset path its
-    config names (default: one that does not exist)."""
+    config names (default: one that does not exist); no_env: the config says env=null (trained from a dataset alone)."""
     from training.imitation.checkpoint import save_imitation_checkpoint
     from training.imitation.config import config_from_dict
 
@@ -96,7 +97,7 @@ def imitation_checkpoint(run_dir: Path, policy_type: str, *, pixels: bool = Fals
             for p in policy.ema_network.parameters():
                 p.add_(0.01 * torch.randn_like(p))
     env = REACH_PIXELS if pixels else REACH
-    cfg = config_from_dict({"env": dict(env), "policy": policy_cfg, "dataset": {"root": str(dataset_root or run_dir / "no_dataset")},
+    cfg = config_from_dict({"env": None if no_env else dict(env), "policy": policy_cfg, "dataset": {"root": str(dataset_root or run_dir / "no_dataset")},
                             "steps": 1})
     return save_imitation_checkpoint(run_dir, cfg, policy, step=1, state={"note": "export test"},
                                      tensors={"unused": torch.zeros(1)}, dataset_stats_json=json.dumps(stats))

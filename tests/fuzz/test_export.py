@@ -176,13 +176,15 @@ def _output_case(case: str, ckpt: Path, tmp_path: Path) -> tuple[Path, Path, dic
         return existing, tmp_path / "bundle", {}
     if case == "empty_output":
         return ckpt, Path(""), {}
+    if case == "checkpoint_trained_without_env":
+        return imitation_checkpoint(tmp_path / "no_env", "mlp", no_env=True), tmp_path / "bundle", {}
     raise AssertionError(case)
 
 
 OUTPUT_CASES = ("output_is_the_checkpoint", "output_inside_the_checkpoint", "output_inside_the_checkpoint_policy_dir",
                 "existing_output_without_overwrite", "existing_non_bundle_with_overwrite", "output_is_a_file",
                 "output_parent_is_a_file", "missing_checkpoint", "checkpoint_is_a_file", "empty_checkpoint_dir",
-                "empty_output")
+                "empty_output", "checkpoint_trained_without_env")
 
 
 @pytest.mark.parametrize("case", OUTPUT_CASES)
