@@ -61,7 +61,7 @@ def one_line(err: BaseException | str) -> str:
     key = getattr(err, "full_key", None)
     if isinstance(err, OmegaConfBaseException) and key and key not in text:
         text = f"{key}: {text}"  # which field, for messages that only say what was wrong
-    cause = err.__cause__ or err.__context__
+    cause = err.__cause__
     if cause is not None and isinstance(cause, (OmegaConfBaseException, ValueError)) and not isinstance(err, UsageError):
         # The first line of the direct cause says what was wrong (Hydra's own line names only the override).
         inner = " ".join(str(cause).strip().split("\n")[0].split())
@@ -240,7 +240,7 @@ def prepared(cfg: DictConfig, prepare: Callable[[DictConfig], Any]) -> Any:
 
 
 # Exceptions `prepare` raises for bad input (a value, a missing file, a module that cannot be imported).
-INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError, AttributeError, TypeError)
+INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError)
 
 
 def preflight(config_name: str, prepare: Callable[[DictConfig], Any], argv: Sequence[str],
