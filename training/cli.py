@@ -248,10 +248,20 @@ def preflight(config_name: str, prepare: Callable[[DictConfig], Any], argv: Sequ
     """Compose and check the config of a command line as the script would, before Hydra creates anything."""
     from hydra._internal.utils import get_args_parser
 
-    try:
-        args = get_args_parser().parse_args(list(argv))
-    except SystemExit:  # argparse's own error: Hydra prints its usage text below
+    if "--version" in argv:
         return
+    import io
+    from contextlib import redirect_stderr
+
+    captured = io.StringIO()
+    try:
+        with redirect_stderr(captured):  # argparse prints a usage block; the reason is its last line
+            args, unknown = get_args_parser().parse_known_args(list(argv))
+    except SystemExit:
+        lines = captured.getvalue().strip().splitlines()
+        raise UsageError(lines[-1].split(": error: ", 1)[-1] if lines else "cannot parse the command line") from None
+    if unknown:
+        raise UsageError(f"unrecognized arguments: {' '.join(unknown)} (Hydra overrides are key=value)")
     if any(getattr(args, flag, None) for flag in _INFO_FLAGS):
         return
     name = args.config_name or config_name
