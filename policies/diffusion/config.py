@@ -139,6 +139,11 @@ class DiffusionConfig(PolicyConfig):
                 f"{name}: need 1 <= num_inference_steps ({self.num_inference_steps}) <= num_train_timesteps "
                 f"({self.num_train_timesteps})"
             )
+        if not 0.0 < self.beta_start < self.beta_end < 1.0:
+            raise ValueError(f"{name}: need 0 < beta_start < beta_end < 1, got {self.beta_start}, {self.beta_end}")
+        for field_name in ("clip_sample_range", "ema_power", "ema_inv_gamma"):
+            if not getattr(self, field_name) > 0:
+                raise ValueError(f"{name}.{field_name} must be > 0, got {getattr(self, field_name)}")
         if not 0.0 <= self.ema_min_decay <= self.ema_decay < 1.0:
             raise ValueError(
                 f"{name}: need 0 <= ema_min_decay <= ema_decay < 1, got {self.ema_min_decay}, {self.ema_decay}"

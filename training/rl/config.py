@@ -91,6 +91,16 @@ class PPOConfig(AlgoConfig):
             raise ValueError(f"algo.batch_size={self.batch_size} exceeds the rollout size n_steps*n_envs={rollout}")
         if rollout < 2:
             raise ValueError("PPO needs n_steps * n_envs > 1 (advantage normalization)")
+        if not 0 <= self.gae_lambda <= 1:
+            raise ValueError(f"algo.gae_lambda must be in [0, 1], got {self.gae_lambda}")
+        for name in ("clip_range", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"algo.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("ent_coef", "vf_coef"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"algo.{name} must be >= 0, got {getattr(self, name)}")
+        if self.target_kl is not None and not self.target_kl > 0:
+            raise ValueError(f"algo.target_kl must be > 0 or null, got {self.target_kl}")
 
 
 @dataclass
@@ -165,8 +175,11 @@ class TD3Config(OffPolicyConfig):
         super().validate()
         if self.action_noise not in ACTION_NOISES:
             raise ValueError(f"algo.action_noise must be one of {ACTION_NOISES}, got {self.action_noise!r}")
-        if self.action_noise_sigma < 0:
-            raise ValueError(f"algo.action_noise_sigma must be >= 0, got {self.action_noise_sigma}")
+        for name in ("action_noise_sigma", "target_policy_noise", "target_noise_clip"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"algo.{name} must be >= 0, got {getattr(self, name)}")
+        if self.policy_delay < 1:
+            raise ValueError(f"algo.policy_delay must be >= 1, got {self.policy_delay}")
 
 
 @dataclass
@@ -186,6 +199,17 @@ class DQNConfig(OffPolicyConfig):
     exploration_final_eps: float = 0.05
     max_grad_norm: float = 10.0
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 < self.exploration_fraction <= 1:
+            raise ValueError(f"algo.exploration_fraction must be in (0, 1], got {self.exploration_fraction}")
+        if not 0 <= self.exploration_final_eps <= self.exploration_initial_eps <= 1:
+            raise ValueError(f"algo: need 0 <= exploration_final_eps <= exploration_initial_eps <= 1, got "
+                             f"{self.exploration_final_eps}, {self.exploration_initial_eps}")
+        if self.target_update_interval < 1 or not self.max_grad_norm > 0:
+            raise ValueError(f"algo.target_update_interval must be >= 1 and algo.max_grad_norm > 0, got "
+                             f"{self.target_update_interval}, {self.max_grad_norm}")
 
 
 ALGO_CONFIGS: dict[str, type[AlgoConfig]] = {
