@@ -102,7 +102,7 @@ class PolicyConfig:
         if unknown:
             import difflib
 
-            hints = [f"{k!r} (did you mean {near[0]!r}?)" if (near := difflib.get_close_matches(k, known, 1, 0.5))
-                     else repr(k) for k in unknown]
-            raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(hints)}; known fields: {sorted(known)}")
+            close = {k: near[0] for k in unknown if (near := difflib.get_close_matches(k, known, 1, 0.5))}
+            hint = f" (did you mean {', '.join(f'{v!r} for {k!r}' for k, v in close.items())}?)" if close else ""
+            raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}{hint}; known fields: {sorted(known)}")
         return cls(**dict(data))

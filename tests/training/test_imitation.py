@@ -462,5 +462,6 @@ def test_policy_config_alone_refuses_non_finite_numbers():
     for value in (float("nan"), float("inf")):
         with pytest.raises(ValueError, match=f"MLPConfig.optimizer_lr must be a finite number, got {value}"):
             make_policy_config("mlp", optimizer_lr=value)
-    with pytest.raises(ValueError, match=r"unknown field\(s\) 'hiden_dims' \(did you mean 'hidden_dims'\?\)"):
+    hint = r"unknown field\(s\) \['hiden_dims'\] \(did you mean 'hidden_dims' for 'hiden_dims'\?\)"
+    with pytest.raises(ValueError, match=hint):
         make_policy_config("mlp", hiden_dims=[8])
