@@ -62,7 +62,7 @@ def one_line(err: BaseException | str) -> str:
     if isinstance(err, OmegaConfBaseException) and key and key not in text:
         text = f"{key}: {text}"  # which field, for messages that only say what was wrong
     cause = err.__cause__
-    if cause is not None and isinstance(cause, (OmegaConfBaseException, ValueError)) and not isinstance(err, UsageError):
+    if isinstance(cause, (OmegaConfBaseException, ValueError)) and not isinstance(err, UsageError):
         # The first line of the direct cause says what was wrong (Hydra's own line names only the override).
         inner = " ".join(str(cause).strip().split("\n")[0].split())
         if inner and inner not in text and "$" not in inner:

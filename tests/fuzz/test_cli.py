@@ -232,7 +232,8 @@ CASES = [
     ("missing_value", "train", ["dataset.root="], "dataset.root is not set"),
     # Devices that are no device name or not on this machine (this test machine has no GPU 7, no TPU).
     ("bad_device", "train", ["device=cuda:7"], "device='cuda:7'"),
-    ("bad_device", "train", ["device=gpu"], "device must be one of ('auto', 'cpu', 'cuda', 'mps') or 'cuda:<index>', got 'gpu'"),
+    ("bad_device", "train", ["device=gpu"],
+     "device must be one of ('auto', 'cpu', 'cuda', 'mps') or 'cuda:<index>', got 'gpu'"),
     ("bad_device", "train", ["device=cuda:x"], "device='cuda:x' is not a device name"),
     ("bad_device", "train", ["device=cpu:0"], "or 'cuda:<index>', got 'cpu:0'"),
     ("bad_device", "train", ["device="], "or 'cuda:<index>', got ''"),

@@ -127,7 +127,8 @@ def test_a_cuda_index_beyond_the_machine_is_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert check_device("cuda:1") == "cuda:1"
-    with pytest.raises(ValueError, match=r"device='cuda:7' but this machine has 2 CUDA device\(s\): cuda:0 \.\. cuda:1"):
+    beyond = r"device='cuda:7' but this machine has 2 CUDA device\(s\): cuda:0 \.\. cuda:1"
+    with pytest.raises(ValueError, match=beyond):
         check_device("cuda:7")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="CUDA is not available on this machine"):
