@@ -2,23 +2,24 @@
 pid, and the cleanup of what a killed export left behind, never touching a live writer's folder.
 
 Beside `bundles/act` an export uses
-    .act.lock                 flock'ed while the export writes; holds the writer's pid
+    .act.lock                 flock'ed while the export writes (removed at release); holds the writer's pid
     .act.tmp-<pid>-<hex>      the bundle being written
     .act.old-<pid>-<hex>      the previous bundle, moved aside for the instant of the swap
-A kill leaves the last two behind. The next export of the same output removes the temp folders of dead writers and,
+A kill leaves the last two behind (and a stale .act.lock, which blocks nobody: the flock died with its holder). The next export of the same output removes the temp folders of dead writers and,
 if the kill came between the two renames of the swap (no bundle at `output`), puts the previous bundle back first.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 import re
 import shutil
 import time
 import uuid
 from pathlib import Path
+
+from training.datasets.locks import DirectoryLock, LockHeldError, pid_alive
+
 
 class OutputExistsError(FileExistsError, ValueError):
     """The bundle output cannot be written: it exists (and overwrite is off, or it is not a bundle) or another export
@@ -33,46 +34,20 @@ def tmp_name(output: Path, kind: str) -> Path:
     return output.parent / f".{output.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
-class OutputLock:
-    """Exclusive lock on one bundle output (fcntl.flock on .NAME.lock); a second exporter fails at once."""
+class OutputLock(DirectoryLock):
+    """Exclusive lock on one bundle output, `.NAME.lock` beside it (the output folder itself is swapped by rename);
+    a second exporter fails at once, naming the holder's pid."""
 
     def __init__(self, output: Path):
+        super().__init__(output, what="bundle output", lock_file=output.parent / f".{output.name}.lock")
         self.output = output
-        self.path = output.parent / f".{output.name}.lock"
-        self._fd: int | None = None
 
-    def __enter__(self) -> "OutputLock":
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    def acquire(self) -> "OutputLock":
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise OutputExistsError(f"another export is writing {self.output} "
-                                      f"(pid {holder}, lock {self.path}); wait for it or choose another output") from e
-            raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # releases the flock; the file stays, empty of meaning until the next holder
-            self._fd = None
+            return super().acquire()
+        except LockHeldError as e:
+            raise OutputExistsError(f"another export is writing {self.output} (pid {e.pid}, lock {self.path}); "
+                                    "wait for it or choose another output") from None
 
 
 _NAME = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?:(?P<pid>\d+)-)?(?P<tag>[0-9a-f]{8})$")

@@ -61,10 +61,11 @@ class DirectoryLock:
     leaves nothing behind.
     """
 
-    def __init__(self, directory: str | os.PathLike, what: str = "directory"):
+    def __init__(self, directory: str | os.PathLike, what: str = "directory", lock_file: str | os.PathLike | None = None):
         self.directory = Path(directory)
         self.what = what
-        self.path = self.directory / LOCK_NAME
+        # A directory that is itself swapped by rename (an export's output) keeps its lock file beside it instead.
+        self.path = Path(lock_file) if lock_file is not None else self.directory / LOCK_NAME
         self._fd: int | None = None
         self._created = False
 
@@ -76,9 +77,10 @@ class DirectoryLock:
         if self._fd is not None:
             return self
         created = False
+        home = self.path.parent
         for _ in range(100):
-            created = created or not self.directory.exists()
-            self.directory.mkdir(parents=True, exist_ok=True)
+            created = created or not home.exists()
+            home.mkdir(parents=True, exist_ok=True)
             fd = self._try_lock()
             # A releasing holder may have removed the file (see release) between our open and our flock: then we
             # locked an orphan inode and must start over on the file that now bears the name.
@@ -100,7 +102,7 @@ class DirectoryLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except FileNotFoundError:  # the directory vanished with a releasing holder: one more round
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -129,7 +131,7 @@ class DirectoryLock:
         self.path.unlink(missing_ok=True)
         if self._created:
             try:
-                self.directory.rmdir()  # only when empty: nothing was written
+                self.path.parent.rmdir()  # only when empty: nothing was written
             except OSError:
                 pass
         fcntl.flock(fd, fcntl.LOCK_UN)
