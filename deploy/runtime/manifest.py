@@ -15,7 +15,8 @@ A bundle is one flat directory: manifest.json plus the ONNX file(s) it names. Ve
      "model": {"file": "policy.onnx", "sha256": "<hex>", "inputs": {"observation.state": "<onnx input>", ...},
                "output": "<onnx output>"},
      "sampler": null | {"type": "in_graph", "noise_input": "<onnx input>"?} | {"type": "ddim", ...see DdimSampler},
-     "source": {"checkpoint": "<path>", "config": {...resolved config...}, ...exporter metadata}}
+     "source": {"checkpoint": "<path>", "config": {...resolved config...}, ...exporter metadata},
+     "manifest_sha256": "<hex>" (optional: sha256 of the canonical JSON of everything else, see manifest_digest)}
 
 Model inputs are (1, *shape) per observation key, or (1, n_obs_steps, *shape) when n_obs_steps > 1, in the
 observation's dtype and physical units (normalization is folded into the graph); the output is
@@ -653,6 +654,32 @@ def verify_model_files(bundle_dir: str | os.PathLike, manifest: Manifest) -> Non
                 "file was modified or corrupted after export; re-export the bundle")
 
 
+SELF_DIGEST_KEY = "manifest_sha256"
+
+
+def manifest_digest(data: dict) -> str:
+    """sha256 of the manifest's canonical JSON (sorted keys, no whitespace), its own digest field left out."""
+    body = {k: v for k, v in data.items() if k != SELF_DIGEST_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _check_self_digest(data: Any, path: Path) -> None:
+    # Model files are hashed in the manifest, but a flipped bit in a manifest digit (50 Hz -> 40 Hz) still parses:
+    # the manifest carries a digest of itself. Older bundles without one load unchecked.
+    if not isinstance(data, dict) or SELF_DIGEST_KEY not in data:
+        return
+    expected = data.pop(SELF_DIGEST_KEY)
+    if data.get("format_version") not in SUPPORTED_FORMAT_VERSIONS:
+        return  # another format's digest rules may differ: the version error that follows is the useful one
+    actual = manifest_digest(data)
+    if expected != actual:
+        raise BundleIntegrityError(
+            f"{path}: the manifest's own sha256 is {actual}, but its {SELF_DIGEST_KEY!r} says {expected!r}: "
+            f"{MANIFEST_FILE} was modified or corrupted after export; re-export the bundle (to change a limit, "
+            "pass it to ChunkRunner instead of editing the file)")
+
+
 def load_manifest(bundle_dir: str | os.PathLike, verify_hash: bool = True) -> Manifest:
     """Read, validate and (by default) hash-check a bundle's manifest. Raises with a message naming the problem."""
     bundle_dir = Path(bundle_dir)
@@ -666,6 +693,10 @@ def load_manifest(bundle_dir: str | os.PathLike, verify_hash: bool = True) -> Ma
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ManifestError(f"{path}: not valid JSON ({e})") from e
+    if verify_hash:
+        _check_self_digest(data, path)
+    elif isinstance(data, dict):
+        data.pop(SELF_DIGEST_KEY, None)
     manifest = Manifest.from_dict(data, where=str(path))
     if verify_hash:
         verify_model_files(bundle_dir, manifest)
@@ -683,9 +714,10 @@ def write_manifest(bundle_dir: str | os.PathLike, manifest: Manifest) -> Path:
     The model files must be in place first, so a bundle with a manifest is always a complete one.
     """
     bundle_dir = Path(bundle_dir)
-    data = manifest.to_dict()
-    Manifest.from_dict(json.loads(json.dumps(data)), where=f"manifest for {bundle_dir}")  # round-trip check
+    data = json.loads(json.dumps(manifest.to_dict(), allow_nan=False))  # plain JSON types: what a reader sees
+    Manifest.from_dict(data, where=f"manifest for {bundle_dir}")  # round-trip check
     verify_model_files(bundle_dir, manifest)
+    data[SELF_DIGEST_KEY] = manifest_digest(data)
     target = bundle_dir / MANIFEST_FILE
     fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST_FILE}.", suffix=".tmp", dir=bundle_dir)
     try:

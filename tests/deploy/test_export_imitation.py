@@ -192,8 +192,8 @@ def test_export_refuses_existing_output_and_writes_nothing_when_parity_fails(tmp
     with pytest.raises(ParityError, match="parity_atol"):
         export(tmp_path, ckpt, overwrite=True, parity_atol=1e-12)
     assert (tmp_path / "bundle" / "manifest.json").read_text() == before  # the old bundle is untouched
-    # No temp dirs left behind; the lock file beside the bundle stays (deploy.export.staging).
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".bundle.lock", "bundle", "run"]
+    # No temp dirs and no lock file left behind (deploy.export.staging).
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "run"]
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("not a bundle")
     with pytest.raises(FileExistsError, match="not a bundle"):

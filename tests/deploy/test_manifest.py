@@ -17,6 +17,7 @@ from deploy.runtime import (
     load_manifest,
     write_manifest,
 )
+from deploy.runtime.manifest import SELF_DIGEST_KEY
 from tests.deploy.bundle_factory import make_manifest, ramp_bundle, ramp_model, write_bundle
 
 
@@ -28,6 +29,7 @@ def bundle(tmp_path):
 def _edit(bundle, mutate):
     path = bundle / MANIFEST_FILE
     data = json.loads(path.read_text())
+    data.pop(SELF_DIGEST_KEY)  # edited by hand: a manifest without its self-digest, so the schema checks speak
     mutate(data)
     path.write_text(json.dumps(data))
 
@@ -201,3 +203,30 @@ def test_writer_replaces_atomically(tmp_path):
     assert sorted(os.listdir(bundle)) == [MANIFEST_FILE, "policy.onnx"]
     # Readable by the controller's user, not only by the exporter (mkstemp alone would leave 0600).
     assert (bundle / MANIFEST_FILE).stat().st_mode & 0o777 == 0o644
+
+
+def test_manifest_carries_its_own_digest_and_a_flipped_digit_is_refused(tmp_path):
+    """A one-bit flip in a digit (50 Hz -> 40 Hz) still parses as JSON: the manifest's self-digest catches it."""
+    import json
+
+    bundle = ramp_bundle(tmp_path / "b")
+    path = bundle / "manifest.json"
+    data = json.loads(path.read_text())
+    assert len(data[SELF_DIGEST_KEY]) == 64
+    hz = data["control"]["frequency_hz"]
+    assert load_manifest(bundle).control.frequency_hz == hz
+
+    text = path.read_text()
+    needle = f'"frequency_hz": {json.dumps(hz)}'
+    digit = needle[-3]  # a digit of the value; flipping its lowest bit gives another digit
+    flipped = needle[:-3] + chr(ord(digit) ^ 1) + needle[-2:]
+    assert needle in text and flipped != needle
+    path.write_text(text.replace(needle, flipped))
+    with pytest.raises(BundleIntegrityError, match=r"manifest.json.*modified or corrupted"):
+        load_manifest(bundle)
+    assert load_manifest(bundle, verify_hash=False).control.frequency_hz != hz  # the user's explicit opt-out
+
+    # Bundles written before the digest existed still load.
+    del data[SELF_DIGEST_KEY]
+    path.write_text(json.dumps(data))
+    assert load_manifest(bundle).control.frequency_hz == hz
