@@ -27,6 +27,10 @@ MIN_JOINT_MARGIN = {"rad": math.radians(5.0), "m": 0.01}
 # few demonstrations may all have put the object on one side: the value mirrored through the origin counts as seen.
 OTHER_MARGIN_FRACTION = 0.5  # of the data's range and of its largest magnitude, per side
 MIN_OTHER_MARGIN = 0.1  # per side, in the element's unit: a dimension constant in the data may still vary a bit
+# Units whose values have a known range whatever the demonstrations showed: a cube that tumbles reaches quaternion
+# elements the demos never did (seen: |qx| 0.37 in the data, up to 1 in closed loop). The tolerance covers float32
+# rounding of a normalized quaternion.
+NATURAL_RANGE = {"quaternion": (-1.0 - 1e-3, 1.0 + 1e-3)}
 
 
 def check_max_velocity(values, info: EnvInfo) -> tuple[float, ...]:
@@ -92,8 +96,8 @@ def observation_bounds(info: EnvInfo, feature: ObservationFeature, profile: Moti
     """(low, high) per element for a float feature, None when nothing is known about it (left unchecked).
 
     Joint positions (observation.state elements that initial_from maps to an action dimension with finite limits):
-    the limits +- max(JOINT_MARGIN_FRACTION x range, MIN_JOINT_MARGIN[unit]). Every other element: widened(data
-    range). Either way the data's own range is always inside.
+    the limits +- max(JOINT_MARGIN_FRACTION x range, MIN_JOINT_MARGIN[unit]). Elements in a unit of NATURAL_RANGE:
+    that range. Every other element: widened(data range). Either way the data's own range is always inside.
     """
     if not feature.dtype.startswith("float"):
         return None
@@ -102,6 +106,10 @@ def observation_bounds(info: EnvInfo, feature: ObservationFeature, profile: Moti
     if data_low is None or data_low.size != size:
         return None
     low, high = widened(data_low, data_high)
+    for i in range(size):
+        natural = NATURAL_RANGE.get(_unit_of(feature, i))
+        if natural is not None:
+            low[i], high[i] = min(natural[0], data_low[i]), max(natural[1], data_high[i])
     if feature.key == STATE_KEY and info.initial_from is not None and info.initial_from.key == STATE_KEY:
         for action_dim, i in enumerate(info.initial_from.indices):
             lo, hi = info.action_low[action_dim], info.action_high[action_dim]

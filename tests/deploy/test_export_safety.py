@@ -149,3 +149,24 @@ def test_runner_holds_on_implausible_observations_and_rate_limits_from_the_measu
     action = runner.tick({STATE: pose, ENV_STATE: env_state})
     assert action is not None
     assert np.all(np.abs(action - pose) <= np.asarray(m.action.max_velocity) / HZ + 1e-6)
+
+
+def test_quaternion_elements_get_their_natural_range_not_the_demonstrations():
+    """A cube that tumbles reaches quaternion elements the demonstrations never showed: those get [-1, 1] (plus float
+    rounding), so a valid but unseen orientation never makes the runner hold; metres keep the widened data range."""
+    from types import SimpleNamespace
+
+    from deploy.export.limits import observation_bounds, widened
+    from deploy.runtime import ObservationFeature
+
+    feature = ObservationFeature(key=ENV_STATE, shape=(5,), dtype="float32", units=("m",) + ("quaternion",) * 4)
+    data_low = np.array([0.1, 0.9, -0.37, -0.37, -0.1])
+    data_high = np.array([0.3, 1.0, 0.37, 0.37, 0.1])
+    profile = SimpleNamespace(low={ENV_STATE: data_low}, high={ENV_STATE: data_high})
+    info = SimpleNamespace(initial_from=None)
+    low, high = observation_bounds(info, feature, profile)
+    assert (low[0], high[0]) == tuple(float(v[0]) for v in widened(data_low, data_high))
+    for i in range(1, 5):
+        assert -1.01 < low[i] < -1.0 and 1.0 < high[i] < 1.01
+    # A quarter turn about x (qx = 0.707, beyond the demos' 0.37) is inside; a garbage value is not.
+    assert low[2] < 0.7071 < high[2] and not low[2] < 1e30 < high[2]
