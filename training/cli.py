@@ -214,9 +214,26 @@ def compose(config_name: str, overrides: Sequence[str], config_dir: Path = CONFI
         GlobalHydra.instance().clear()
     # Values such as `${hydra:runtime.choices.env}` resolve against the Hydra config, as they do in the job.
     HydraConfig.instance().set_config(cfg)
+    _refuse_locked_run_dir(cfg)
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
+
+
+def _refuse_locked_run_dir(cfg: DictConfig) -> None:
+    """Hydra writes .hydra/ and its log into hydra.run.dir before the job takes its lock: a run pointed at the
+    directory a live training holds would overwrite that run's Hydra files, so it is refused here, before Hydra."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    from training.datasets.locks import is_locked, owner_pid
+
+    try:
+        run_dir = cfg.hydra.run.dir
+    except OmegaConfBaseException:  # unresolvable here; the job reports it
+        return
+    if run_dir and is_locked(run_dir):
+        raise UsageError(f"run directory {run_dir} is locked by pid {owner_pid(run_dir)} that is working in it; "
+                         "wait for it to finish or choose another hydra.run.dir")
 
 
 def _composition_error(err: Exception, overrides: Sequence[str], config_dir: Path) -> str:

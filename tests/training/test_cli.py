@@ -133,3 +133,19 @@ def test_a_cuda_index_beyond_the_machine_is_refused(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="CUDA is not available on this machine"):
         check_device("cuda")
+
+
+def test_a_run_dir_that_a_live_training_holds_is_refused_before_hydra_writes_into_it(tmp_path):
+    """Hydra copies .hydra/ into hydra.run.dir before the job takes its lock: the check comes first, in preflight."""
+    from training.datasets.locks import DirectoryLock
+    from training.imitation.config import from_hydra, register_configs
+
+    register_configs()  # the structured schemas train.yaml composes, as scripts/train.py registers them
+    run_dir = tmp_path / "run"
+    argv = [f"hydra.run.dir={run_dir}", "dataset.root=" + str(tmp_path)]
+    with DirectoryLock(run_dir, what="run directory"):
+        with pytest.raises(cli.UsageError, match=rf"run directory {run_dir} is locked by pid \d+"):
+            cli.preflight("train", from_hydra, argv)
+        assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]
+    cli.preflight("train", from_hydra, argv)  # released: the same command line passes, and preflight writes nothing
+    assert not run_dir.exists()
