@@ -23,7 +23,15 @@ class EpisodeResult:
 
 
 def run_episode(env: gym.Env, policy: Callable[[dict], np.ndarray], seed: int, record: bool = False) -> EpisodeResult:
-    """One episode; success counts if the task reported success at any step (as in gym-aloha / LeRobot eval)."""
+    """One episode; success counts if the task reported success at any step (as in gym-aloha / LeRobot eval).
+
+    The episode also ends after the env's declared length (its TimeLimit, or the task's max_episode_steps), so an env
+    built without a TimeLimit never loops forever; an env that declares no length at all is refused up front.
+    """
+    limit = _episode_limit(env)
+    if limit is None:
+        raise ValueError(f"{env}: the env has no episode length limit, so an episode that never succeeds would never "
+                         "end; create it with gymnasium.make (TimeLimit) or pass max_episode_steps=N")
     obs, info = env.reset(seed=seed)
     if hasattr(policy, "reset"):
         policy.reset()
@@ -39,8 +47,15 @@ def run_episode(env: gym.Env, policy: Callable[[dict], np.ndarray], seed: int, r
             result.frames.append(env.render())
         if "physics_error" in info:
             result.physics_error = info["physics_error"]
-        if terminated or truncated:
+        if terminated or truncated or result.steps >= limit:
             return result
+
+
+def _episode_limit(env: gym.Env) -> int | None:
+    spec = getattr(env, "spec", None)
+    if spec is not None and spec.max_episode_steps is not None:
+        return spec.max_episode_steps
+    return getattr(env.unwrapped, "max_episode_steps", None)
 
 
 def write_video(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: float) -> Path:
