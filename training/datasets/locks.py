@@ -155,7 +155,7 @@ def is_locked(directory: str | os.PathLike) -> bool:
     """Whether a live process holds the directory's lock right now (tested without taking it or creating anything)."""
     try:
         fd = os.open(Path(directory) / LOCK_NAME, os.O_RDONLY)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no such directory (or a file in its place): nobody holds it
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
