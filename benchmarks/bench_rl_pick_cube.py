@@ -46,7 +46,7 @@ def main() -> None:
     register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = finalize(OmegaConf.to_object(compose("train_rl", overrides=[
-            "env=pick_cube", "algo=ppo", "+env.task_kwargs.reward_type=dense",
+            "env=pick_cube", "algo=ppo", "+env.kwargs.reward_type=dense",
             f"max_train_seconds={args.seconds}", "eval.every_steps=0", "eval.final_episodes=0",
             "checkpoint.every_steps=200000", "logger.mode=disabled", "progress_bar=false",
         ])))

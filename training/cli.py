@@ -10,7 +10,7 @@ A script keeps its `@hydra.main` function and starts it through `start(main, con
 only then does `main()` run, and inside it `reported(...)` turns the script's own input errors into the same line,
 removing the run dir Hydra made if nothing but Hydra's files are in it.
 
-Nodes typed as plain dicts (env.task_kwargs, collect's env_kwargs, replay's env_kwargs) are open by design.
+Nodes typed as plain dicts (env.kwargs, collect's env_kwargs, replay's env_kwargs) are open by design.
 """
 
 from __future__ import annotations
