@@ -126,6 +126,7 @@ def load_for_evaluation(path: Path, device: str = "cpu"):
     from training.evaluation import LoadedPolicy
     from training.imitation.checks import check_env_fits_policy, probe_env
     from training.imitation.hardware import choose_device
+    from training.datasets.observations import ObservationMapping
     from training.imitation.runner import BatchedPolicyRunner
 
     ic = read_imitation_checkpoint(path)
@@ -137,5 +138,7 @@ def load_for_evaluation(path: Path, device: str = "cpu"):
     check_env_fits_policy(policy, ic.config.env, features)
     meta = {"kind": KIND, "type": ic.policy_type, "step": ic.step, "checkpoint_dir": str(ic.path),
             "dataset_root": str(ic.config.dataset.root)}
-    return LoadedPolicy(env=ic.config.env, make_policy=lambda n_envs: BatchedPolicyRunner(policy, n_envs),
+    mapping = ObservationMapping.from_env_config(ic.config.env)
+    return LoadedPolicy(env=ic.config.env, make_policy=lambda n_envs: BatchedPolicyRunner(policy, n_envs,
+                                                                                           mapping=mapping),
                         metadata=meta)

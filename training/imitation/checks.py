@@ -11,6 +11,7 @@ from envs.config import EnvConfig, make_env
 from policies.interface import Policy
 from training.datasets import DatasetMeta
 from training.datasets.format import IMAGE_PREFIX, INFO_PATH, DatasetFormatError
+from training.datasets.observations import ObservationMapping, ObservationMappingError, action_shape, control_rate
 
 
 class ImitationSetupError(ValueError):
@@ -38,22 +39,19 @@ def open_dataset(root: str | Path) -> DatasetMeta:
     return meta
 
 
-def env_features(env: gym.Env) -> dict[str, tuple[int, ...]]:
-    """{dataset key: per-step shape} an environment observes (cameras channel-first), plus "action"."""
-    space = env.observation_space
-    if not isinstance(space, gym.spaces.Dict):
-        raise ImitationSetupError(f"expected a Dict observation space (agent_pos / environment_state / pixels), got {space}")
-    out: dict[str, tuple[int, ...]] = {}
-    if "agent_pos" in space.spaces:
-        out["observation.state"] = tuple(space["agent_pos"].shape)
-    if "environment_state" in space.spaces:
-        out["observation.environment_state"] = tuple(space["environment_state"].shape)
-    pixels = space.spaces.get("pixels")
-    if isinstance(pixels, gym.spaces.Dict):
-        for cam, cam_space in pixels.spaces.items():
-            h, w, c = cam_space.shape
-            out[f"observation.images.{cam}"] = (c, h, w)
-    out["action"] = tuple(env.action_space.shape)
+def env_features(env: gym.Env, mapping: ObservationMapping | None = None) -> dict[str, tuple[int, ...]]:
+    """{dataset key: per-step shape} an environment observes (cameras channel-first), plus "action"; through the
+    shared observation mapping (training.datasets.observations), so the trainer sees what the recorder recorded."""
+    mapping = mapping or ObservationMapping()
+    env_id = env.spec.id if env.spec is not None else "the env"
+    try:
+        out = {k: f.shape for k, f in mapping.features(env.observation_space).items()}
+    except ObservationMappingError as err:
+        raise ImitationSetupError(f"env {env_id}: {err}") from None
+    try:
+        out["action"] = action_shape(env.action_space, f"env {env_id}")
+    except ObservationMappingError as err:
+        raise ImitationSetupError(str(err)) from None
     return out
 
 
@@ -64,7 +62,7 @@ def probe_env(env_cfg: EnvConfig) -> tuple[dict[str, tuple[int, ...]], float | N
     except (ValueError, TypeError) as err:
         raise ImitationSetupError(f"cannot build env {env_cfg.id!r} from the env config: {err}") from err
     try:
-        return env_features(env), getattr(env.unwrapped, "control_hz", None)
+        return env_features(env, ObservationMapping.from_env_config(env_cfg)), control_rate(env, env_cfg)
     finally:
         env.close()
 

@@ -11,7 +11,7 @@ import torch
 
 from policies.chunking import make_executor
 from policies.interface import Policy
-from training.datasets import observation_to_dataset
+from training.datasets.observations import ObservationMapping
 
 
 def _device_of(policy: Policy) -> torch.device:
@@ -30,12 +30,15 @@ class BatchedPolicyRunner:
     RNG and two evaluations with the same settings agree.
     """
 
-    def __init__(self, policy: Policy, n_envs: int, seed: int = 0):
+    def __init__(self, policy: Policy, n_envs: int, seed: int = 0, mapping: ObservationMapping | None = None):
+        """`mapping`: how the env's observations become the policy's dataset keys (its env config's pixels_camera /
+        obs_key_map, ObservationMapping.from_env_config); the default mapping when None."""
         if n_envs < 1:
             raise ValueError(f"n_envs must be >= 1, got {n_envs}")
         self.policy = policy.eval()
         self.n_envs = n_envs
         self.seed = int(seed)
+        self.mapping = mapping or ObservationMapping()
         self.device = _device_of(policy)
         self.keys = list(policy.input_specs)
         self.n_obs_steps = policy.config.n_obs_steps
@@ -66,7 +69,7 @@ class BatchedPolicyRunner:
         self._episodes[i] += 1
 
     def _inputs(self, observations: Any) -> dict[str, torch.Tensor]:
-        data = observation_to_dataset(observations)
+        data = self.mapping(observations)
         missing = [k for k in self.keys if k not in data]
         if missing:
             raise ValueError(f"the {self.policy.name} policy reads {missing}, which the environment does not observe "

@@ -21,6 +21,7 @@ from training import distributed
 from training.checkpoints import latest_checkpoint, lock_run_dir, write_text_atomic
 from training.datasets import DatasetMeta, WindowDataset
 from training.datasets.format import STATS_PATH
+from training.datasets.observations import ObservationMapping
 from training.datasets.locks import DirectoryLock, LockHeldError
 from training.distributed import DistributedContext
 from training.evaluation import EvaluationResult, evaluate, make_eval_envs, write_results
@@ -405,7 +406,8 @@ def _train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint
         if eval_envs is None:
             eval_envs = make_eval_envs(cfg.env, cfg.eval.n_envs, cfg.eval.async_envs)
         out = run_dir / "eval" / tag
-        runner = BatchedPolicyRunner(policy, eval_envs.num_envs, seed=cfg.seed)
+        runner = BatchedPolicyRunner(policy, eval_envs.num_envs, seed=cfg.seed,
+                                     mapping=ObservationMapping.from_env_config(cfg.env))
         with torch.random.fork_rng(devices=_rng_devices(device)):
             result = evaluate(eval_envs, runner, episodes=episodes, seed=cfg.eval.seed, video_episodes=videos,
                               video_dir=out / "videos",
