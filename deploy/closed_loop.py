@@ -31,6 +31,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from deploy.runtime import ChunkRunner, SimulatedLatency, load_manifest
+from training.datasets.observations import ObservationMapping
 
 MODES = ("sync", "async")
 
@@ -52,6 +53,10 @@ class BundleRunConfig:
     max_velocity: Optional[list[float]] = None  # None: the manifest's rate limit (if any); action units / s
     intra_op_threads: int = 1
     seed: int = 0
+    # For a bundle whose manifest has no action.initial_from (its observations do not measure the commanded joints,
+    # e.g. a foreign env with unnamed actions): the robot's pose in action units at every episode start, as
+    # ChunkRunner's initial_action; the simulated driver also holds it until the first command.
+    initial_action: Optional[list[float]] = None
     rollouts: bool = False  # write rollouts/ (Parquet + CSV of executed actions and predicted chunks)
 
     def validate(self) -> None:
@@ -102,16 +107,23 @@ def effective_n_action_steps(manifest, run: BundleRunConfig) -> int | None:
     return steps
 
 
-def measured_hold(manifest, observation: Mapping[str, Any], previous: np.ndarray | None = None) -> np.ndarray:
+def measured_hold(manifest, observation: Mapping[str, Any], previous: np.ndarray | None = None,
+                  initial_action: Any = None) -> np.ndarray:
     """The simulated driver's hold for a tick the runner had nothing to command: the joints' measured position
     (manifest action.initial_from of `observation`) clamped to the action limits; `previous` (this episode's last
-    command) when the measurement itself is not finite."""
+    command) when the measurement itself is not finite. A bundle without initial_from holds `previous`, else
+    `initial_action` (the pose the episode started in)."""
     a = manifest.action
     init = a.initial_from
     if init is None:
+        if previous is not None:
+            return np.asarray(previous, np.float32).copy()
+        if initial_action is not None:
+            return np.clip(np.asarray(initial_action, np.float64), a.lower, a.upper).astype(np.float32)
         raise ValueError("the runner had nothing to command and the bundle's manifest names no action.initial_from, "
-                         "so the simulated driver cannot hold the measured joint position; export the bundle from a "
-                         "policy that reads the joint state")
+                         "so the simulated driver cannot hold the measured joint position; pass "
+                         "bundle.initial_action=[...] (the pose in action units) or export the bundle from a policy "
+                         "that reads the joint state")
     if init.key not in observation:
         raise ValueError(f"the observation has no {init.key!r} (action.initial_from) to hold the measured position")
     measured = np.asarray(observation[init.key], np.float64).reshape(-1)
@@ -137,7 +149,7 @@ def _env_config(manifest) -> dict[str, Any]:
 
 class BundleVectorPolicy:
     """A vector policy for training.evaluation.evaluate: one ChunkRunner per sub-env, fed dataset-keyed
-    observations (training.datasets.observation_to_dataset), returning the runner's (safe) actions."""
+    observations (training.datasets.observations, with the env config's mapping), returning the runner's (safe) actions."""
 
     def __init__(self, bundle_dir: str | Path, n_envs: int, run: BundleRunConfig | None = None, recorder=None):
         if n_envs < 1:
@@ -157,6 +169,18 @@ class BundleVectorPolicy:
             kwargs["max_velocity"] = list(self.run.max_velocity)
         if self.run.temporal_ensemble_coeff is not None:
             kwargs["temporal_ensemble_coeff"] = float(self.run.temporal_ensemble_coeff)
+        if manifest.action.initial_from is None:
+            if self.run.initial_action is None:
+                raise ValueError(f"bundle {bundle_dir}: its manifest has no action.initial_from (the observations do "
+                                 "not say where the commanded joints are), so the runner needs the pose each episode "
+                                 f"starts in: pass bundle.initial_action=[{manifest.action.dim} values in "
+                                 f"{list(manifest.action.units)}]")
+            kwargs["initial_action"] = list(self.run.initial_action)
+        elif self.run.initial_action is not None:
+            raise ValueError(f"bundle {bundle_dir} measures the pose itself (action.initial_from "
+                             f"{manifest.action.initial_from.key}): leave bundle.initial_action unset")
+        # The env's observations as the bundle's keys, mapped as for training (pixels_camera, obs_key_map).
+        self.mapping = ObservationMapping.from_env_config(_env_config(manifest))
         # (observed tick, start tick) of the chunks each runner accepted during the current tick, for the recorder.
         self._accepted: list[list[tuple[int, int]]] = [[] for _ in range(n_envs)]
         self.runners = []
@@ -185,9 +209,7 @@ class BundleVectorPolicy:
             self.recorder.start(episode, None)
 
     def __call__(self, observations: Any) -> np.ndarray:
-        from training.datasets import observation_to_dataset
-
-        data = observation_to_dataset(observations)
+        data = self.mapping(observations)
         missing = [k for k in self.keys if k not in data]
         if missing:
             raise ValueError(f"the bundle reads {missing}, which the environment does not observe (it yields "
@@ -198,7 +220,8 @@ class BundleVectorPolicy:
             action = runner.tick({k: data[k][i] for k in self.keys})
             no_command = action is None
             if no_command:
-                action = measured_hold(self.manifest, {k: v[i] for k, v in data.items()}, self._last[i])
+                action = measured_hold(self.manifest, {k: v[i] for k, v in data.items()}, self._last[i],
+                                       self.run.initial_action)
             self._last[i] = action
             if self.recorder is not None and self._episode[i] >= 0:
                 self.recorder.tick(self._episode[i], self._tick[i], action, runner.statistics.held_ticks > held_before,

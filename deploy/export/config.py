@@ -9,7 +9,10 @@ from typing import Optional
 from omegaconf import MISSING
 
 DEFAULT_OPSET = 18  # onnxruntime >= 1.14 runs it: old robot computers keep working
-DEFAULT_ATOL = 1e-4  # parity tolerance, action units
+DEFAULT_ATOL = 1e-4  # parity tolerance of check_parity's callers that give no per-dimension one, action units
+# Export parity: |bundle - checkpoint| <= DEFAULT_RTOL x (high - low) per action dimension, so the check is as strict
+# for an action in pixels (0-512) as for one in radians: 2e-5 of a 5-rad joint range is the 1e-4 rad used before.
+DEFAULT_RTOL = 2e-5
 SAMPLERS = ("auto", "runtime", "in_graph")
 
 
@@ -25,7 +28,10 @@ class ExportConfig:
     # loop in policy.onnx) or "auto" (runtime for DDIM-sampled policies, in_graph otherwise).
     diffusion_sampler: str = "auto"
     verify: bool = True  # parity check against the checkpoint before the bundle is moved into place
-    parity_atol: float = DEFAULT_ATOL
+    # Parity tolerance: parity_rtol x each action dimension's range (default), or parity_atol action units for
+    # every dimension when set (the manifest's source.parity records which).
+    parity_rtol: float = DEFAULT_RTOL
+    parity_atol: Optional[float] = None
     parity_samples: int = 8  # per observation set (random, env)
     seed: int = 0  # parity samples and the runtime's diffusion noise seed
     # Written into the manifest as the rate limit the runner enforces (action units per second): one value for
@@ -41,8 +47,12 @@ class ExportConfig:
             raise ValueError(f"diffusion_sampler must be one of {SAMPLERS}, got {self.diffusion_sampler!r}")
         if not 7 <= self.opset <= 23:
             raise ValueError(f"opset must be in [7, 23], got {self.opset}")
-        if not self.parity_atol > 0:
-            raise ValueError(f"parity_atol must be > 0, got {self.parity_atol}")
+        if self.parity_atol is not None and not (math.isfinite(self.parity_atol) and self.parity_atol > 0):
+            raise ValueError(f"parity_atol must be null (use parity_rtol) or a finite number > 0 (action units), "
+                             f"got {self.parity_atol}")
+        if not (math.isfinite(self.parity_rtol) and 0 < self.parity_rtol < 1):
+            raise ValueError(f"parity_rtol must be in (0, 1) (a fraction of each action dimension's range), got "
+                             f"{self.parity_rtol}")
         if self.parity_samples < 1:
             raise ValueError(f"parity_samples must be >= 1, got {self.parity_samples}")
         if self.max_velocity is not None:

@@ -14,13 +14,14 @@ import numpy as np
 from deploy.runtime import Manifest, SourceSpec, file_sha256, write_manifest
 
 from envs.config import make_env
+from training.datasets.observations import ObservationMapping
 
 from .bundle import TORCHSCRIPT_FILE, action_spec, build_manifest, json_safe, prepare_output, write_atomically
 from .config import ExportConfig
 from .env_info import EnvInfo, read_env_info
 from .graphs import export_onnx, export_torchscript
 from .limits import VELOCITY_SCALE, check_max_velocity, default_max_velocity, observation_bounds
-from .parity import ParityError, ParityReport, check_parity, env_inputs, random_inputs
+from .parity import ParityError, ParityReport, check_parity, env_inputs, random_inputs, tolerances
 from .plan import ExportPlan
 from .profile import MotionProfile, imitation_profile, rollout_profile
 from .sources import ExportSource, load_source
@@ -30,7 +31,9 @@ FAMILIES = {"act": "deploy.export.act", "mlp": "deploy.export.mlp", "diffusion":
             "sb3": "deploy.export.sb3"}
 
 OBSERVATION_NOTES = ("inputs in the robot's raw units: float32 state vectors as the env observes them "
-                     "(agent_pos -> observation.state, environment_state -> observation.environment_state), images "
+                     "(agent_pos -> observation.state, environment_state -> observation.environment_state, other keys "
+                     "through the env config's obs_key_map), images (pixels/<camera>, or a single pixels array as "
+                     "env.pixels_camera) "
                      "uint8 channel-first (3, H, W) in [0, 255]; batch 1, with an n_obs_steps axis when "
                      "n_obs_steps > 1; normalization is inside the graph")
 
@@ -49,7 +52,11 @@ class ExportResult:
                 f"({self.seconds:.1f} s)")
         if self.parity is not None:
             worst = max(self.parity.max_abs_diff.values())
-            text += f"; parity max |diff| {worst:.2e} <= {self.parity.atol:g}"
+            if self.parity.worst_ratio:
+                text += (f"; parity max |diff| {worst:.2e} ({max(self.parity.worst_ratio.values()):.2f} of the "
+                         f"{self.parity.mode} tolerance)")
+            else:
+                text += f"; parity max |diff| {worst:.2e} <= {self.parity.atol:g}"
         velocity = m.action.max_velocity
         if velocity is not None:
             origin = m.source.extra.get("safety", {}).get("max_velocity", {}).get("from", "")
@@ -78,6 +85,8 @@ def source_spec(source: ExportSource, info: EnvInfo, plan: ExportPlan, cfg: Expo
         "kind": source.kind, "step": source.step, "env": json_safe(dataclasses.asdict(info.env)),
         "exporter": "deploy.export", "exported_unix": time.time(), "opset": cfg.opset, "versions": versions,
         "observation_notes": OBSERVATION_NOTES, "export_notes": json_safe(plan.notes),
+        # Where the control rate, action names/units/limits and initial_from came from (env, env config, unknown).
+        "env_metadata": json_safe(info.origins),
         **json_safe(source.metadata), **extra,
     }
     return SourceSpec(checkpoint=str(source.path.resolve()), config=json_safe(source.config), extra=meta)
@@ -95,7 +104,8 @@ def motion_profile(source: ExportSource, info: EnvInfo, plan: ExportPlan, sim, c
     when the statistics lack the speeds and the user gave no max_velocity), or rollouts of the policy itself (RL,
     which has no demonstrations: what the policy does in its training env is the behaviour the limits must keep)."""
     if source.kind == "rl":
-        return rollout_profile(sim, plan, info.control_hz, seed=cfg.seed)
+        return rollout_profile(sim, plan, info.control_hz, seed=cfg.seed,
+                               mapping=ObservationMapping.from_env_config(info.env))
     if source.stats_path is None:
         raise ValueError(f"{source.path}: an imitation checkpoint without dataset statistics")
     dataset = source.dataset_root if cfg.max_velocity is None else None
@@ -125,7 +135,7 @@ def safety_defaults(info: EnvInfo, plan: ExportPlan, profile: MotionProfile, cfg
 
 def export_checkpoint(cfg: ExportConfig) -> ExportResult:
     """Write the bundle for cfg.checkpoint into cfg.output; with cfg.verify it is moved into place only after it
-    matched the checkpoint within cfg.parity_atol (else ParityError, and nothing is written)."""
+    matched the checkpoint within cfg.parity_rtol / parity_atol (else ParityError, and nothing is written)."""
     cfg.validate()
     start = time.perf_counter()
     output = Path(cfg.output)
@@ -160,10 +170,16 @@ def export_checkpoint(cfg: ExportConfig) -> ExportResult:
             n = cfg.parity_samples
             sets = {"random": random_inputs(plan, n, np.random.default_rng(cfg.seed)),
                     "env": env_inputs(source.env, plan, n, seed=cfg.seed, sim=sim)}
-            report = check_parity(directory, plan, sets, atol=cfg.parity_atol, seed=cfg.seed)
+            mode, tolerance = tolerances(info.action_low, info.action_high, cfg.parity_rtol, cfg.parity_atol)
+            report = check_parity(directory, plan, sets, seed=cfg.seed, tolerance=tolerance, mode=mode,
+                                  rtol=None if cfg.parity_atol is not None else cfg.parity_rtol)
             if not report.passed:
+                limit = (f"parity_atol={cfg.parity_atol:g} action units" if cfg.parity_atol is not None else
+                         f"parity_rtol={cfg.parity_rtol:g} x each action range (tolerance "
+                         f"{[float(f'{t:.3g}') for t in tolerance]} in {list(info.action_units)})")
                 raise ParityError(f"exported bundle differs from {source.path}: max |bundle - torch| per observation "
-                                  f"set {report.max_abs_diff} exceeds parity_atol={cfg.parity_atol} (nothing written)")
+                                  f"set {report.max_abs_diff} (worst |diff| / tolerance {report.worst_ratio}) exceeds "
+                                  f"{limit} (nothing written)")
             manifest = dataclasses.replace(manifest, source=dataclasses.replace(
                 manifest.source, extra={**manifest.source.extra, "parity": report.to_dict()}))
             write_manifest(directory, manifest)

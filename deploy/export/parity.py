@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -23,18 +23,42 @@ class ParityError(RuntimeError):
 
 @dataclass
 class ParityReport:
-    atol: float
+    """How far the bundle's actions were from the checkpoint's: per observation set the largest |bundle - torch|, and
+    per action dimension the tolerance it was judged by (`mode`: "relative" = rtol x the dimension's range, so an
+    action in pixels (0-512) and one in radians are held to the same precision; "absolute" = atol action units)."""
+
+    atol: float  # the tightest per-dimension tolerance, action units (the whole check in "absolute" mode)
     max_abs_diff: dict[str, float]  # observation set -> largest |bundle - torch| over its samples and actions
     samples: dict[str, int]
     output_scale: float  # largest |action| seen, so a tiny difference is not between two zero outputs
+    mode: str = "absolute"
+    tolerance: tuple[float, ...] = ()  # per action dimension, action units
+    rtol: float | None = None  # relative mode: the fraction of each dimension's range
+    worst_ratio: dict[str, float] = field(default_factory=dict)  # set -> max over dims of |diff| / tolerance
 
     @property
     def passed(self) -> bool:
+        if self.worst_ratio:
+            return all(r <= 1.0 for r in self.worst_ratio.values())
         return all(d <= self.atol for d in self.max_abs_diff.values())
 
     def to_dict(self) -> dict:
-        return {"atol": self.atol, "max_abs_diff": dict(self.max_abs_diff), "samples": dict(self.samples),
-                "output_scale": self.output_scale, "passed": self.passed}
+        out = {"atol": self.atol, "max_abs_diff": dict(self.max_abs_diff), "samples": dict(self.samples),
+               "output_scale": self.output_scale, "passed": self.passed, "mode": self.mode,
+               "tolerance": list(self.tolerance), "worst_ratio": dict(self.worst_ratio)}
+        if self.rtol is not None:
+            out["rtol"] = self.rtol
+        return out
+
+
+def tolerances(low, high, rtol: float | None, atol: float | None) -> tuple[str, np.ndarray]:
+    """(mode, per-dimension tolerance in action units): atol when given (absolute), else rtol x (high - low)."""
+    low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
+    if atol is not None:
+        return "absolute", np.full(low.shape, float(atol))
+    if rtol is None:
+        raise ValueError("parity needs a tolerance: parity_rtol (fraction of each action range) or parity_atol")
+    return "relative", float(rtol) * (high - low)
 
 
 def random_inputs(plan: ExportPlan, n: int, rng: np.random.Generator) -> list[Inputs]:
@@ -59,8 +83,9 @@ def env_inputs(env: EnvConfig, plan: ExportPlan, n: int, seed: int, sim=None) ->
     These come from the env the checkpoint was trained on (the distribution its dataset was recorded from); `sim`:
     an instance of it to use (reset here, left open), else one is built and closed.
     """
-    from training.datasets import observation_to_dataset
+    from training.datasets.observations import ObservationMapping
 
+    observation_to_dataset = ObservationMapping.from_env_config(env)  # as the policy was trained
     n_obs = plan.control.n_obs_steps
     keys = [f.key for f in plan.features]
     rng = np.random.default_rng(seed)
@@ -101,22 +126,34 @@ def env_inputs(env: EnvConfig, plan: ExportPlan, n: int, seed: int, sim=None) ->
 
 
 def check_parity(bundle_dir: str | Path, plan: ExportPlan, sets: Mapping[str, list[Inputs]],
-                 atol: float = DEFAULT_ATOL, seed: int = 0) -> ParityReport:
+                 atol: float = DEFAULT_ATOL, seed: int = 0, tolerance=None, mode: str = "absolute",
+                 rtol: float | None = None) -> ParityReport:
     """Run every sample through the bundle (onnxruntime) and the torch reference; never raises on a mismatch (see
-    ParityReport.passed). The bundle's files are not hashed again: write_manifest has just checked them."""
+    ParityReport.passed). `tolerance`: per action dimension (action units), else `atol` for every dimension. The
+    bundle's files are not hashed again: write_manifest has just checked them."""
     bundle = BundlePolicy(bundle_dir, verify_hash=False)
     offset = plan.control.chunk_offset
     rng = np.random.default_rng(seed)
-    diffs, counts, scale = {}, {}, 0.0
+    tol = None if tolerance is None else np.asarray(tolerance, np.float64)
+    diffs, counts, ratios, scale = {}, {}, {}, 0.0
     for name, samples in sets.items():
-        worst = 0.0
+        worst, per_dim = 0.0, None
         for inputs in samples:
             noise = rng.standard_normal(plan.noise_shape).astype(np.float32) if plan.noise_shape else None
             got = bundle.predict_chunk(inputs, noise=noise)[offset:]
             want = np.asarray(plan.reference(inputs, noise), np.float32)
             if got.shape != want.shape:
                 raise ParityError(f"bundle chunk has shape {got.shape} from chunk_offset on, torch gives {want.shape}")
-            worst = max(worst, float(np.abs(got - want).max()))
+            diff = np.abs(got.astype(np.float64) - want.astype(np.float64)).reshape(-1, got.shape[-1]).max(axis=0)
+            per_dim = diff if per_dim is None else np.maximum(per_dim, diff)
+            worst = max(worst, float(diff.max()))
             scale = max(scale, float(np.abs(want).max()))
         diffs[name], counts[name] = worst, len(samples)
-    return ParityReport(atol=atol, max_abs_diff=diffs, samples=counts, output_scale=scale)
+        if tol is not None and per_dim is not None:
+            if tol.shape != per_dim.shape:
+                raise ParityError(f"parity tolerance has {tol.size} entries, the bundle's actions {per_dim.size}")
+            ratios[name] = float((per_dim / tol).max())
+    if tol is None:  # judged by atol alone
+        return ParityReport(atol=atol, max_abs_diff=diffs, samples=counts, output_scale=scale, mode="absolute")
+    return ParityReport(atol=float(tol.min()), max_abs_diff=diffs, samples=counts, output_scale=scale, mode=mode,
+                        tolerance=tuple(float(v) for v in tol), rtol=rtol, worst_ratio=ratios)

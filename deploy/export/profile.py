@@ -132,10 +132,14 @@ def imitation_profile(stats_path: Path, dataset_root: str | None, fps: float) ->
     return measure_dataset(profile, Path(dataset_root), fps, frames)
 
 
-def rollout_profile(sim, plan, fps: float, episodes: int = ROLLOUT_EPISODES, seed: int = 0) -> MotionProfile:
+def rollout_profile(sim, plan, fps: float, episodes: int = ROLLOUT_EPISODES, seed: int = 0,
+                    mapping=None) -> MotionProfile:
     """Run the policy (the plan's torch reference, one chunk per tick) closed loop in `sim` for `episodes` episodes
-    and record what it commanded and observed."""
-    from training.datasets import observation_to_dataset
+    and record what it commanded and observed; `mapping`: the env config's ObservationMapping (default mapping when
+    None)."""
+    from training.datasets.observations import ObservationMapping
+
+    observation_to_dataset = mapping or ObservationMapping()
 
     if plan.control.n_obs_steps != 1 or plan.noise_shape is not None:
         raise ValueError("rollout profiles run single-observation deterministic policies (the SB3 actors)")
