@@ -179,8 +179,10 @@ class BundleVectorPolicy:
         elif self.run.initial_action is not None:
             raise ValueError(f"bundle {bundle_dir} measures the pose itself (action.initial_from "
                              f"{manifest.action.initial_from.key}): leave bundle.initial_action unset")
-        # The env's observations as the bundle's keys, mapped as for training (pixels_camera, obs_key_map).
-        self.mapping = ObservationMapping.from_env_config(_env_config(manifest))
+        # The env's observations as the bundle's keys, mapped as for training (pixels_camera, obs_key_map); a
+        # bundle that names no env (not written by deploy.export) gets the default mapping.
+        env = manifest.source.extra.get("env") or manifest.source.config.get("env")
+        self.mapping = ObservationMapping.from_env_config(env if isinstance(env, Mapping) else {})
         # (observed tick, start tick) of the chunks each runner accepted during the current tick, for the recorder.
         self._accepted: list[list[tuple[int, int]]] = [[] for _ in range(n_envs)]
         self.runners = []
