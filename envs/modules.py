@@ -14,7 +14,7 @@ def _is_missing(err: ModuleNotFoundError, name: str) -> bool:
     return bool(missing) and (name == missing or name.startswith(missing + "."))
 
 
-def import_user_module(name: str, what: str = "import_modules") -> Any:
+def import_user_module(name: str, what: str = "import_modules", noun: str = "") -> Any:
     """Import `name` as Python would from the current directory: installed packages first, then the working directory.
 
     `python scripts/collect.py` puts scripts/ on sys.path, not the directory the user runs from, so a `my_policy.py`
@@ -31,6 +31,8 @@ def import_user_module(name: str, what: str = "import_modules") -> Any:
                                       f"is not installed)", name=err.name) from err
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
+        # Only for this import: a process that changes directory must not collect stale entries on sys.path.
+        # (Modules the user's module imports while loading see it too; its package's submodules need no sys.path.)
         sys.path.append(cwd)
         importlib.invalidate_caches()
         try:
@@ -39,10 +41,13 @@ def import_user_module(name: str, what: str = "import_modules") -> Any:
             if not _is_missing(err, name):
                 raise ModuleNotFoundError(f"{what}: importing {name!r} failed: {err} (a module that {name!r} "
                                           f"imports is not installed)", name=err.name) from err
-    searched = [p or "." for p in sys.path]
+        finally:
+            sys.path.remove(cwd)
+    searched = [p or "." for p in sys.path if p != cwd]
     raise ModuleNotFoundError(
-        f"{what}: no module named {name!r} in the current directory ({cwd}) or the installed packages; install it "
-        f"(pip install ...) or run from the directory that holds it; searched sys.path={searched}", name=name)
+        f"{what}: cannot import {noun}{name!r}: it is neither in the current directory ({cwd}) nor installed; "
+        f"install it (pip install ...) or run from the directory that holds it; searched {cwd} and sys.path="
+        f"{searched}", name=name)
 
 
 def import_object(path: str, what: str = "policy_factory") -> Any:
@@ -52,7 +57,7 @@ def import_object(path: str, what: str = "policy_factory") -> Any:
     module_name, _, attr = path.partition(":") if ":" in path else path.rpartition(".")
     if not module_name or not attr:
         raise ValueError(f"{what}: expected 'module:attribute' or 'module.attribute', got {path!r}")
-    module = import_user_module(module_name, what)
+    module = import_user_module(module_name, what, noun="module ")
     obj = module
     for part in attr.split("."):
         try:

@@ -6,7 +6,6 @@ attempt order (whatever sub-env finishes first), so the dataset is "the first N 
 per-episode ``seed`` column) and reproduces exactly the episodes an uninterrupted run would have kept.
 """
 
-import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,8 @@ from typing import Any, Dict, List, Optional
 
 import gymnasium as gym
 import numpy as np
+
+from envs.modules import import_object, import_user_module
 
 from .env_factory import EnvFactory
 from .format import COLLECTION_PATH, INFO_PATH, IMAGE_PREFIX
@@ -40,6 +41,8 @@ class CollectConfig:
     keep_only_successful: bool = True
     record_state: bool = True  # agent_pos / environment_state -> observation.state / observation.environment_state
     cameras: List[str] = field(default_factory=list)  # keys of obs["pixels"] to record as videos
+    # The camera name of an env whose obs["pixels"] is one HxWx3 array (gym-pusht), not a dict of cameras.
+    pixels_camera: str = "top"
     output_dir: str = "data/transfer_cube_expert"
     seed: int = 0
     task: Optional[str] = None  # task description stored in meta/tasks.parquet (default: the env id)
@@ -92,17 +95,18 @@ class CollectConfig:
         ValueError naming what cannot be found."""
         for module in self.import_modules:
             try:
-                importlib.import_module(module)
+                import_user_module(module, "import_modules")
             except ImportError as err:
-                raise ValueError(f"import_modules: cannot import {module!r}: {err}") from None
+                raise ValueError(str(err)) from None
         try:
-            factory = import_object(self.policy_factory)
-        except (ImportError, AttributeError, ValueError) as err:
-            raise ValueError(f"policy_factory: {err}") from None
+            factory = import_object(self.policy_factory, "policy_factory")
+        except (ImportError, AttributeError) as err:
+            raise ValueError(str(err)) from None
         if not callable(factory):
             raise ValueError(f"policy_factory {self.policy_factory!r} is not callable")
         if self.env_id not in gym.registry:
-            raise ValueError(f"env id {self.env_id!r} is not registered (import_modules={list(self.import_modules)})")
+            raise ValueError(f"env id {self.env_id!r} is not registered (import_modules={list(self.import_modules)}); "
+                             f"add the package that registers it to import_modules")
         return factory
 
 
@@ -136,21 +140,6 @@ class CollectResult:
     seconds: float
 
 
-def import_object(path: str) -> Any:
-    """'pkg.module:attr' or 'pkg.module.attr' -> the object."""
-    module_name, _, attr = path.partition(":") if ":" in path else path.rpartition(".")
-    if not module_name or not attr:
-        raise ValueError(f"expected 'module:attribute' or 'module.attribute', got {path!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ImportError(f"cannot import module {module_name!r} (from {path!r}): {err}") from err
-    try:
-        return getattr(module, attr)
-    except AttributeError as err:
-        raise AttributeError(f"module {module_name!r} has no attribute {attr!r} (from {path!r})") from err
-
-
 def env_fps(env: gym.Env, override: Optional[int] = None) -> int:
     fps = override or getattr(env.unwrapped, "control_hz", None) or env.metadata.get("render_fps")
     if not fps:
@@ -165,7 +154,8 @@ def _names(env: gym.Env, attr: str, size: int) -> Optional[List[str]]:
     return list(names) if names is not None and len(names) == size else None
 
 
-def features_from_env(env: gym.Env, record_state: bool, cameras: List[str]) -> Dict[str, Dict[str, Any]]:
+def features_from_env(env: gym.Env, record_state: bool, cameras: List[str],
+                      pixels_camera: str = "top") -> Dict[str, Dict[str, Any]]:
     """Dataset features for an env following the gym-aloha observation convention."""
     space = env.observation_space
     if not isinstance(space, gym.spaces.Dict):
@@ -181,12 +171,15 @@ def features_from_env(env: gym.Env, record_state: bool, cameras: List[str]) -> D
                 "dtype": "float32", "shape": [space["environment_state"].shape[0]], "names": None}
     if cameras:
         pixels = space.spaces.get("pixels")
+        if isinstance(pixels, gym.spaces.Box):  # one image array (gym-pusht): it is the camera `pixels_camera`
+            pixels = gym.spaces.Dict({pixels_camera: pixels})
         available = list(pixels.spaces) if isinstance(pixels, gym.spaces.Dict) else []
         missing = [c for c in cameras if c not in available]
         if missing:
             raise ValueError(
                 f"cameras {missing} are not in obs['pixels'] (available: {available}); "
-                "create the env with a pixels obs_mode and those cameras"
+                "create the env with a pixels obs_mode and those cameras (a single obs['pixels'] image is "
+                "recorded as pixels_camera)"
             )
         for cam in cameras:
             h, w, c = pixels[cam].shape
@@ -266,8 +259,9 @@ class _Episode:
             frame["observation.state"] = obs["agent_pos"]
             if "environment_state" in obs:
                 frame["observation.environment_state"] = obs["environment_state"]
-        for cam in self.cameras:
-            frame[f"{IMAGE_PREFIX}{cam}"] = obs["pixels"][cam]
+        pixels = obs.get("pixels")
+        for cam in self.cameras:  # a single image array is the one camera features_from_env named
+            frame[f"{IMAGE_PREFIX}{cam}"] = pixels[cam] if isinstance(pixels, dict) else pixels
         frame.update({"action": action, "next.reward": reward, "next.done": done, "next.success": success})
         for k, v in frame.items():
             self.columns.setdefault(k, []).append(v)
@@ -301,7 +295,7 @@ def collect(cfg: CollectConfig) -> CollectResult:
     except TypeError as err:  # an env_kwargs key the env does not take
         raise ValueError(f"cannot build {cfg.env_id} with env_kwargs={dict(cfg.env_kwargs)}: {err}") from None
     cameras = list(cfg.cameras)
-    features = features_from_env(probe, cfg.record_state, cameras)
+    features = features_from_env(probe, cfg.record_state, cameras, cfg.pixels_camera)
     fps = env_fps(probe, cfg.fps)
     record = _collection_record(cfg, fps, probe)
     if record["task"] is None:

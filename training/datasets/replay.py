@@ -1,6 +1,5 @@
 """Replay a recorded episode's actions in simulation from its recorded seed, optionally writing an mp4."""
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
@@ -8,6 +7,9 @@ from typing import Any, Dict, List, Optional, Union
 import gymnasium as gym
 import numpy as np
 
+from envs.modules import import_user_module
+
+from .env_factory import recording_kwargs
 from .reader import DatasetMeta, load_numeric
 from .video import VideoConfig, VideoStreamWriter
 
@@ -51,8 +53,9 @@ def replay_episode(dataset: Union[str, Path, DatasetMeta], episode: int, video_p
     if row.get("seed") is None:
         raise ValueError(f"episode {episode} of {meta.root} has no recorded seed")
     for module in record.get("import_modules", []):
-        importlib.import_module(module)
-    kwargs = {**record["env_kwargs"], **(env_kwargs or {})}
+        import_user_module(module, "import_modules")
+    # The recorder's own rule (a foreign env never gets collect's default obs_mode), so replay builds the same env.
+    kwargs = {**recording_kwargs(record["env_id"], record["env_kwargs"]), **(env_kwargs or {})}
     if video_path is not None:
         kwargs["render_mode"] = "rgb_array"
     env = gym.make(record["env_id"], **kwargs)

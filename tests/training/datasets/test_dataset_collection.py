@@ -112,3 +112,71 @@ def test_scripts_collect_inspect_replay(tmp_path):
                             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert replay.returncode == 0, replay.stderr[-2000:]
     assert replay.stdout.count("reproduced") == 2 and (tmp_path / "videos/episode_000002.mp4").exists()
+
+
+FOREIGN_DIR = HERE.parent.parent / "foreign_envs"
+
+
+@pytest.mark.parametrize("pixels_as", ["dict", "array"])
+def test_script_records_a_foreign_env_in_both_pixel_forms(tmp_path, pixels_as):
+    """collect.py on a foreign env whose constructor takes none of our options: collect.yaml's default obs_mode is
+    not passed to it, its module and the policy factory import from the current directory (no PYTHONPATH), and
+    obs['pixels'] as a dict of cameras (gym-aloha) or one array (gym-pusht) records as observation.images.top."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    root = tmp_path / "ds"
+    overrides = ["env_id=toyforeign/Reach2D-v0", "import_modules=[toyforeign]",
+                 "policy_factory=toyforeign:make_scripted_policy", "+env_kwargs.obs_type=pixels_agent_pos",
+                 f"+env_kwargs.pixels_as={pixels_as}", "cameras=[top]", "n_episodes=3", f"output_dir={root}",
+                 "progress=false", "video.codec=libx264", f"hydra.run.dir={tmp_path / 'hydra'}"]
+    run = subprocess.run([sys.executable, str(REPO / "scripts/collect.py"), *overrides], env=env, cwd=FOREIGN_DIR,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "3 episodes" in run.stdout
+    meta = DatasetMeta(root)
+    assert meta.fps == 10 and meta.total_episodes == 3
+    assert meta.features["observation.images.top"]["shape"] == [32, 32, 3]
+    assert meta.features["observation.state"]["shape"] == [2] and meta.features["action"]["shape"] == [2]
+    assert "observation.environment_state" not in meta.features
+    frames = load_images(meta, "observation.images.top", in_memory=True)
+    assert frames.shape == (meta.total_frames, 3, 32, 32) and frames.std() > 0
+    # The recorder keeps the env config it recorded with (no obs_mode), so replay rebuilds the same env.
+    assert meta.collection["env_kwargs"] == {"obs_mode": "state", "obs_type": "pixels_agent_pos", "pixels_as": pixels_as}
+
+
+def test_foreign_env_refuses_a_pixels_obs_mode(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(FOREIGN_DIR))
+    cfg = CollectConfig(env_id="toyforeign/Reach2D-v0", import_modules=["toyforeign"],
+                        policy_factory="toyforeign:make_scripted_policy", env_kwargs={"obs_mode": "state_pixels"},
+                        n_episodes=1, output_dir=str(tmp_path / "ds"), progress=False)
+    with pytest.raises(ValueError, match=r"env_kwargs.obs_mode='state_pixels': 'toyforeign/Reach2D-v0' is a foreign env"):
+        collect(cfg)
+    env = gym.make("toyforeign/Reach2D-v0", obs_type="pixels_agent_pos", pixels_as="array")
+    with pytest.raises(ValueError, match=r"cameras \['front'\] are not in obs\['pixels'\] \(available: \['top'\]\)"):
+        features_from_env(env, True, ["front"])
+    assert "observation.images.front" in features_from_env(env, True, ["front"], pixels_camera="front")
+
+
+def test_missing_policy_module_names_the_search_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError) as err:
+        CollectConfig(policy_factory="my_missing_pusher:make", output_dir=str(tmp_path / "ds")).resolve()
+    assert "policy_factory: cannot import module 'my_missing_pusher'" in str(err.value)
+    assert str(tmp_path) in str(err.value) and "sys.path=" in str(err.value)
+
+
+def test_script_records_gym_pusht_when_installed(tmp_path):
+    """The same path on the real gym-pusht (its pixels are one 96x96 array), when the optional package is installed."""
+    pytest.importorskip("gym_pusht", reason="gym-pusht is optional (pip install cerebellum[gym-pusht])")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    root = tmp_path / "ds"
+    overrides = ["env_id=gym_pusht/PushT-v0", "import_modules=[gym_pusht]", "policy_factory=toyforeign:make_sweep_policy",
+                 "+env_kwargs.obs_type=pixels_agent_pos", "+env_kwargs.max_episode_steps=15", "cameras=[top]",
+                 "keep_only_successful=false", "n_episodes=2", f"output_dir={root}", "progress=false",
+                 "video.codec=libx264", f"hydra.run.dir={tmp_path / 'hydra'}"]
+    run = subprocess.run([sys.executable, str(REPO / "scripts/collect.py"), *overrides], env=env, cwd=FOREIGN_DIR,
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-2000:]
+    meta = DatasetMeta(root)
+    assert meta.fps == 10 and meta.total_episodes == 2 and meta.total_frames == 30
+    assert meta.features["observation.images.top"]["shape"] == [96, 96, 3]
+    assert meta.features["observation.state"]["shape"] == [2] and meta.features["action"]["shape"] == [2]
