@@ -283,9 +283,19 @@ class RLTrainConfig:
     run_dir: Optional[str] = None
     # A run directory to continue from its latest checkpoint (its saved config is used).
     resume: Optional[str] = None
+    # Set by configs/algo/tuned/<algo>_<env>.yaml: the env id its hyperparameters were tuned for. The tuned file is
+    # picked by the env *group* name, so `env.id=<another env>` on top of env=reach would silently train with Reach's
+    # tuning; validate refuses that. null (a user's own algo/tuned file may leave it so): applies to any env.
+    tuned_for: Optional[str] = None
 
     def validate(self) -> None:
         check_finite(self)
+        if self.tuned_for is not None and self.tuned_for != self.env.id:
+            raise ValueError(
+                f"the tuned hyperparameters applied (configs/algo/tuned/, tuned_for={self.tuned_for!r}) were tuned for "
+                f"{self.tuned_for}, not env.id={self.env.id!r}: add '~algo/tuned' to start from the generic "
+                f"configs/algo/<algo>.yaml, or 'algo/tuned=<file>' for tuning of your own (an env group of its own, "
+                f"e.g. env=gym_pusht, gets the generic settings by itself)")
         self.algo.validate()
         self.eval.validate()
         self.checkpoint.validate()
