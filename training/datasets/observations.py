@@ -95,6 +95,9 @@ class ObservationMapping:
                 raise ObservationMappingError(f"env.obs_key_map maps both {targets[target]!r} and {env_key!r} to "
                                               f"{target!r}; each LeRobot key takes one observation")
             targets[target] = env_key
+        # Looked up on every step of every rollout: a dict, built once.
+        object.__setattr__(self, "_places", {**STATE_KEYS, **dict(self.key_map)})
+        object.__setattr__(self, "_pixels_mapped", any(k == PIXELS for k, _ in self.key_map))
 
     @classmethod
     def from_env_config(cls, env: Any) -> "ObservationMapping":
@@ -110,17 +113,13 @@ class ObservationMapping:
     # ------------------------------------------------------------------------------------------------ placement
     def _target(self, env_key: str) -> Optional[str]:
         """LeRobot key of a non-pixels entry; None to leave it out. Raises for a key with no place."""
-        for key, target in self.key_map:
-            if key == env_key:
-                return target
-        if env_key in STATE_KEYS:
-            return STATE_KEYS[env_key]
+        try:
+            return self._places[env_key]
+        except KeyError:
+            pass
         raise ObservationMappingError(
             f"observation key {env_key!r} has no LeRobot key: map it with env.obs_key_map={{{env_key}: "
             f"observation.<name>}} (e.g. observation.state), or leave it out with env.obs_key_map={{{env_key}: null}}")
-
-    def _pixels_mapped(self) -> bool:
-        return any(k == PIXELS for k, _ in self.key_map)
 
     # ------------------------------------------------------------------------------------------------ spaces
     def features(self, observation_space: Any) -> dict[str, FeatureSpec]:
@@ -132,7 +131,7 @@ class ObservationMapping:
                 "environment_state / pixels (gym-aloha / gym-pusht convention) or others named in env.obs_key_map")
         out: list[FeatureSpec] = []
         for env_key, space in observation_space.spaces.items():
-            if env_key == PIXELS and not self._pixels_mapped():
+            if env_key == PIXELS and not self._pixels_mapped:
                 out.extend(self._camera_specs(space))
                 continue
             target = self._target(env_key)
@@ -177,7 +176,7 @@ class ObservationMapping:
                                           f"got {type(observation).__name__}")
         out: dict[str, np.ndarray] = {}
         for env_key, value in observation.items():
-            if env_key == PIXELS and not self._pixels_mapped():
+            if env_key == PIXELS and not self._pixels_mapped:
                 if isinstance(value, Mapping):
                     for cam, img in value.items():
                         key = f"{IMAGE_PREFIX}{_check_camera(cam, f'pixels/{cam}')}"
