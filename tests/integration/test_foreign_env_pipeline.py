@@ -186,3 +186,35 @@ def test_mapping_refuses_bad_key_maps_and_non_box_actions():
         action_shape(gym.spaces.Discrete(3), "env toy")
     with pytest.raises(ObservationMappingError, match="not a Dict"):
         ObservationMapping().features(_box(3))
+
+
+# ------------------------------------------------------------------------------------------------ export metadata
+def test_env_info_takes_metadata_from_the_config_when_the_env_has_none(monkeypatch):
+    from deploy.export.env_info import read_env_info
+    from envs.config import EnvConfig
+
+    monkeypatch.chdir(FOREIGN_DIR)
+    info = read_env_info(EnvConfig.from_any(toy_env("state", control_hz=5.0)))
+    assert info.control_hz == 5.0 and info.origins["control_hz"] == "env config"  # the config wins over render_fps
+    assert info.action_units == ("unknown", "unknown") and info.origins["action_units"] == "unknown"
+    assert info.initial_from is None  # unnamed actions: nothing says the state measures them
+    assert info.features["observation.environment_state"].units == "unknown"  # not "SI": not our task
+    info = read_env_info(EnvConfig.from_any(toy_env("state", action_names=["x", "y"])))
+    assert info.control_hz == 10.0 and info.origins["control_hz"] == "env metadata['render_fps']"
+    assert info.initial_from is not None and info.features["observation.state"].names == ("x", "y")
+    with pytest.raises(ValueError, match=r"env.action_units=\['px'\] must give one non-empty name per action "
+                                         r"dimension \(2\)"):
+        read_env_info(EnvConfig.from_any(toy_env("state", action_units=["px"])))
+
+
+def test_parity_tolerance_is_relative_to_each_action_range_unless_atol_is_given():
+    from deploy.export import ExportConfig
+    from deploy.export.parity import tolerances
+
+    mode, tol = tolerances([0.0, -1.0], [512.0, 1.0], 2e-5, None)
+    assert mode == "relative" and tol.tolist() == pytest.approx([512 * 2e-5, 2 * 2e-5])
+    mode, tol = tolerances([0.0, -1.0], [512.0, 1.0], 2e-5, 1e-3)
+    assert mode == "absolute" and tol.tolist() == [1e-3, 1e-3]
+    for bad in (dict(parity_rtol=0.0), dict(parity_rtol=1.5), dict(parity_atol=-1.0)):
+        with pytest.raises(ValueError, match="parity_"):
+            ExportConfig(checkpoint="c", output="o", **bad).validate()
