@@ -18,6 +18,7 @@ from envs.modules import import_object, import_user_module
 
 from .env_factory import EnvFactory
 from .format import COLLECTION_PATH, INFO_PATH, IMAGE_PREFIX
+from .observations import ObservationMapping, ObservationMappingError, action_shape
 from .reader import DatasetMeta
 from .video import VideoConfig
 from .writer import DatasetWriter
@@ -41,8 +42,11 @@ class CollectConfig:
     keep_only_successful: bool = True
     record_state: bool = True  # agent_pos / environment_state -> observation.state / observation.environment_state
     cameras: List[str] = field(default_factory=list)  # keys of obs["pixels"] to record as videos
-    # The camera name of an env whose obs["pixels"] is one HxWx3 array (gym-pusht), not a dict of cameras.
+    # The shared observation mapping (training/datasets/observations.py), as in the env config: the camera name of an
+    # env whose obs["pixels"] is one HxWx3 array (gym-pusht), and other Dict observation keys -> LeRobot keys
+    # (e.g. {qpos: observation.state}; null leaves a key out).
     pixels_camera: str = "top"
+    obs_key_map: Dict[str, Any] = field(default_factory=dict)
     output_dir: str = "data/transfer_cube_expert"
     seed: int = 0
     task: Optional[str] = None  # task description stored in meta/tasks.parquet (default: the env id)
@@ -154,26 +158,26 @@ def _names(env: gym.Env, attr: str, size: int) -> Optional[List[str]]:
     return list(names) if names is not None and len(names) == size else None
 
 
-def features_from_env(env: gym.Env, record_state: bool, cameras: List[str],
-                      pixels_camera: str = "top") -> Dict[str, Dict[str, Any]]:
-    """Dataset features for an env following the gym-aloha observation convention."""
-    space = env.observation_space
-    if not isinstance(space, gym.spaces.Dict):
-        raise ValueError(f"expected a Dict observation space (agent_pos / environment_state / pixels), got {space}")
+def features_from_env(env: gym.Env, record_state: bool, cameras: List[str], pixels_camera: str = "top",
+                      obs_key_map: Optional[Dict[str, Any]] = None) -> Dict[str, Dict[str, Any]]:
+    """Dataset features of an env, placed by the shared observation mapping (gym-aloha / gym-pusht conventions and
+    `obs_key_map`): with record_state its vectors (observation.state first), then the listed cameras, then action."""
+    mapping = _mapping(pixels_camera, obs_key_map)
+    try:
+        specs = mapping.features(env.observation_space)
+    except ObservationMappingError as err:
+        raise ValueError(f"{err} (for collect.py, the options are obs_key_map and pixels_camera)") from None
     features: Dict[str, Dict[str, Any]] = {}
     if record_state:
-        if "agent_pos" not in space.spaces:
-            raise ValueError(f"record_state needs obs['agent_pos']; the env observes {list(space.spaces)}")
-        dim = space["agent_pos"].shape[0]
-        features["observation.state"] = {"dtype": "float32", "shape": [dim], "names": _names(env, "joint_names", dim)}
-        if "environment_state" in space.spaces:
-            features["observation.environment_state"] = {
-                "dtype": "float32", "shape": [space["environment_state"].shape[0]], "names": None}
+        if "observation.state" not in specs:
+            raise ValueError(f"record_state needs obs['agent_pos'] (or a key mapped to observation.state in "
+                             f"obs_key_map); the env observes {list(env.observation_space.spaces)}")
+        for key, spec in specs.items():
+            if not spec.is_image:
+                names = _names(env, "joint_names", spec.shape[0]) if key == "observation.state" else None
+                features[key] = spec.dataset_feature(names)
     if cameras:
-        pixels = space.spaces.get("pixels")
-        if isinstance(pixels, gym.spaces.Box):  # one image array (gym-pusht): it is the camera `pixels_camera`
-            pixels = gym.spaces.Dict({pixels_camera: pixels})
-        available = list(pixels.spaces) if isinstance(pixels, gym.spaces.Dict) else []
+        available = [spec.camera for spec in specs.values() if spec.is_image]
         missing = [c for c in cameras if c not in available]
         if missing:
             raise ValueError(
@@ -182,13 +186,13 @@ def features_from_env(env: gym.Env, record_state: bool, cameras: List[str],
                 "recorded as pixels_camera)"
             )
         for cam in cameras:
-            h, w, c = pixels[cam].shape
-            features[f"{IMAGE_PREFIX}{cam}"] = {"dtype": "video", "shape": [h, w, c], "names": ["height", "width", "channels"]}
+            features[f"{IMAGE_PREFIX}{cam}"] = specs[f"{IMAGE_PREFIX}{cam}"].dataset_feature()
     if not features:
         raise ValueError("nothing to record: enable record_state or list cameras")
-    if not isinstance(env.action_space, gym.spaces.Box) or len(env.action_space.shape) != 1:
-        raise ValueError(f"expected a 1-d Box action space, got {env.action_space}")
-    a_dim = env.action_space.shape[0]
+    try:
+        (a_dim,) = action_shape(env.action_space, f"env {getattr(env.spec, 'id', '?')}")
+    except ObservationMappingError as err:
+        raise ValueError(str(err)) from None
     features["action"] = {"dtype": "float32", "shape": [a_dim], "names": _names(env, "action_names", a_dim)}
     features["next.reward"] = {"dtype": "float32", "shape": [1], "names": None}
     features["next.done"] = {"dtype": "bool", "shape": [1], "names": None}
@@ -196,9 +200,17 @@ def features_from_env(env: gym.Env, record_state: bool, cameras: List[str],
     return features
 
 
+def _mapping(pixels_camera: str, obs_key_map: Optional[Dict[str, Any]]) -> ObservationMapping:
+    try:
+        return ObservationMapping.from_env_config({"pixels_camera": pixels_camera, "obs_key_map": obs_key_map or {}})
+    except ObservationMappingError as err:
+        raise ValueError(str(err)) from None
+
+
 def _collection_record(cfg: CollectConfig, fps: int, env: gym.Env) -> Dict[str, Any]:
     record = {name: getattr(cfg, name) for name in _RESUME_FIELDS}
-    record.update({"import_modules": list(cfg.import_modules), "fps": fps, "recorder": "cerebellum.collect/1"})
+    record.update({"import_modules": list(cfg.import_modules), "fps": fps, "recorder": "cerebellum.collect/1",
+                   "pixels_camera": cfg.pixels_camera, "obs_key_map": dict(cfg.obs_key_map)})
     units = getattr(env.unwrapped, "action_units", None)
     if units is not None:
         record["action_units"] = list(units) if not isinstance(units, str) else units
@@ -246,22 +258,17 @@ def _info_value(info: Dict[str, Any], key: str, i: int, default: Any) -> Any:
 class _Episode:
     """Frames of one rollout in progress (dataset keys, HWC images)."""
 
-    def __init__(self, attempt: int, record_state: bool, cameras: List[str]):
+    def __init__(self, attempt: int, features: Dict[str, Any], mapping: ObservationMapping):
         self.attempt = attempt
-        self.record_state, self.cameras = record_state, cameras
+        self.mapping = mapping
+        self.keys = [k for k in features if k.startswith("observation.")]  # the observations recorded
         self.columns: Dict[str, list] = {}
         self.success = False
         self.physics_error: Optional[str] = None
 
     def add(self, obs: Dict[str, Any], action: np.ndarray, reward: float, done: bool, success: bool) -> None:
-        frame: Dict[str, Any] = {}
-        if self.record_state:
-            frame["observation.state"] = obs["agent_pos"]
-            if "environment_state" in obs:
-                frame["observation.environment_state"] = obs["environment_state"]
-        pixels = obs.get("pixels")
-        for cam in self.cameras:  # a single image array is the one camera features_from_env named
-            frame[f"{IMAGE_PREFIX}{cam}"] = pixels[cam] if isinstance(pixels, dict) else pixels
+        mapped = self.mapping(obs, channel_first=False)  # HWC frames, as the video writer takes them
+        frame: Dict[str, Any] = {k: mapped[k] for k in self.keys}
         frame.update({"action": action, "next.reward": reward, "next.done": done, "next.success": success})
         for k, v in frame.items():
             self.columns.setdefault(k, []).append(v)
@@ -295,7 +302,8 @@ def collect(cfg: CollectConfig) -> CollectResult:
     except TypeError as err:  # an env_kwargs key the env does not take
         raise ValueError(f"cannot build {cfg.env_id} with env_kwargs={dict(cfg.env_kwargs)}: {err}") from None
     cameras = list(cfg.cameras)
-    features = features_from_env(probe, cfg.record_state, cameras, cfg.pixels_camera)
+    features = features_from_env(probe, cfg.record_state, cameras, cfg.pixels_camera, dict(cfg.obs_key_map))
+    mapping = _mapping(cfg.pixels_camera, dict(cfg.obs_key_map))
     fps = env_fps(probe, cfg.fps)
     record = _collection_record(cfg, fps, probe)
     if record["task"] is None:
@@ -337,7 +345,7 @@ def collect(cfg: CollectConfig) -> CollectResult:
             seeds: List[Optional[int]] = []
             for i in range(cfg.n_envs):
                 if mask[i]:
-                    slots[i] = _Episode(next_start, cfg.record_state, cameras)
+                    slots[i] = _Episode(next_start, features, mapping)
                     seeds.append(cfg.seed + next_start)
                     next_start += 1
                     if hasattr(policies[i], "reset"):

@@ -180,3 +180,27 @@ def test_script_records_gym_pusht_when_installed(tmp_path):
     assert meta.fps == 10 and meta.total_episodes == 2 and meta.total_frames == 30
     assert meta.features["observation.images.top"]["shape"] == [96, 96, 3]
     assert meta.features["observation.state"]["shape"] == [2] and meta.features["action"]["shape"] == [2]
+
+
+def test_recorder_places_keys_through_the_shared_mapping(tmp_path, monkeypatch):
+    """Another Dict key reaches the dataset through obs_key_map (the env config's mapping); an unplaced one is named."""
+    monkeypatch.syspath_prepend(str(FOREIGN_DIR))
+    import toyforeign
+
+    class QposEnv(gym.ObservationWrapper):
+        def __init__(self, env):
+            super().__init__(env)
+            self.observation_space = gym.spaces.Dict({"qpos": env.observation_space["agent_pos"],
+                                                      "goal": env.observation_space["environment_state"]})
+
+        def observation(self, obs):
+            return {"qpos": obs["agent_pos"], "goal": obs["environment_state"]}
+
+    env = QposEnv(toyforeign.Reach2DEnv())
+    with pytest.raises(ValueError, match=r"observation key 'goal' has no LeRobot key: map it with env.obs_key_map"):
+        features_from_env(env, True, [])
+    features = features_from_env(env, True, [], obs_key_map={"qpos": "observation.state", "goal": None})
+    assert list(features)[:2] == ["observation.state", "action"]
+    features = features_from_env(env, True, [], obs_key_map={"qpos": "observation.state",
+                                                             "goal": "observation.environment_state"})
+    assert features["observation.environment_state"]["shape"] == [2]
