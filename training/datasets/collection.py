@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional
 import gymnasium as gym
 import numpy as np
 
+from envs.config import EnvConfig, accepts_our_options
 from envs.modules import import_object, import_user_module
 
 from .env_factory import EnvFactory
@@ -60,9 +61,58 @@ class CollectConfig:
     resume: bool = True  # continue an existing dataset at output_dir instead of refusing
     progress: bool = True
     video: VideoConfig = field(default_factory=VideoConfig)
+    # The `env` group of train/eval (`env=gym_pusht`, `env=transfer_cube`): when given, it sets env_id, env_kwargs,
+    # import_modules, pixels_camera and obs_key_map exactly as make_env would build that env, so the dataset and a
+    # policy trained with the same `env=` agree. null: the fields above.
+    env: Optional[EnvConfig] = None
+
+    def apply_env(self) -> None:
+        """Fill the env fields from `env` (once; a no-op without it). Refuses env_id/env_kwargs that disagree."""
+        if self.env is None:
+            return
+        env = EnvConfig.from_any(self.env)
+        if self.env_id not in (env.id, CollectConfig.env_id):
+            raise ValueError(f"env_id={self.env_id!r} and env.id={env.id!r}: give the env once, as env=<config> "
+                             f"(with env.id=...) or as env_id")
+        if dict(self.env_kwargs) not in ({}, {"obs_mode": "state"}, self._env_kwargs(env)):
+            raise ValueError(f"env_kwargs={dict(self.env_kwargs)} with env={env.id}: give constructor arguments in "
+                             f"env.kwargs (or our options as env.obs_mode, env.cameras, ...), not env_kwargs")
+        self.env_id = env.id
+        self.env_kwargs = self._env_kwargs(env)
+        # `envs` too: the default registers our tasks and a recording must not depend on which modules are listed.
+        self.import_modules = list(dict.fromkeys(["envs", *env.import_modules]))
+        self.pixels_camera, self.obs_key_map = env.pixels_camera, dict(env.obs_key_map)
+        self.env = env
+
+    @staticmethod
+    def _env_kwargs(env: EnvConfig) -> Dict[str, Any]:
+        """What make_env passes to gymnasium.make for this config, as plain JSON values (the collection record)."""
+        import dataclasses
+
+        import envs  # noqa: F401  (registers our tasks, so accepts_our_options can look the id up)
+
+        for module in env.import_modules:
+            try:
+                import_user_module(module, "env.import_modules")
+            except ImportError as err:
+                raise ValueError(str(err)) from None
+        if env.id in gym.registry and accepts_our_options(env.id):
+            kwargs = env.make_kwargs()
+            kwargs["randomization"] = dataclasses.asdict(env.randomization)
+            return {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+        from envs.config import check_foreign_options
+
+        if env.id in gym.registry:
+            check_foreign_options(env)
+        kwargs = dict(env.kwargs)
+        if env.max_episode_steps is not None:
+            kwargs["max_episode_steps"] = env.max_episode_steps
+        return kwargs
 
     def validate(self) -> None:
-        """Every check that needs no import, env or file written: values, names and the output path."""
+        """Every check that needs no env or file written: values, names and the output path (an `env` config's
+        modules are imported, to tell our tasks from foreign envs)."""
+        self.apply_env()
         for name in ("n_episodes", "n_envs", "commit_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

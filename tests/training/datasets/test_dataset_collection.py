@@ -1,6 +1,7 @@
 """Collection in any registered env (vectorized, keep-only-successful, cameras), replay, inspect and the scripts."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -204,3 +205,39 @@ def test_recorder_places_keys_through_the_shared_mapping(tmp_path, monkeypatch):
     features = features_from_env(env, True, [], obs_key_map={"qpos": "observation.state",
                                                              "goal": "observation.environment_state"})
     assert features["observation.environment_state"]["shape"] == [2]
+
+
+def test_env_group_records_as_train_and_eval_build_the_env(tmp_path, monkeypatch):
+    """collect.py takes the `env` group of train/eval: env=foreign (or env=gym_pusht) sets the env fields."""
+    from training.cli import compose
+    from training.cli import to_object
+
+    import runpy
+
+    runpy.run_path(str(REPO / "scripts/collect.py"), run_name="schemas")  # registers collect_schema and env/base_env
+
+    monkeypatch.chdir(FOREIGN_DIR)  # toyforeign and the policy factory import from the current directory
+    cfg = to_object(compose("collect", [
+        "env=foreign", "env.id=toyforeign/Reach2D-v0", "env.import_modules=[toyforeign]",
+        "+env.kwargs.obs_type=pixels_agent_pos", "+env.kwargs.pixels_as=array", "env.pixels_camera=front",
+        "policy_factory=toyforeign:make_scripted_policy", "cameras=[front]", "n_episodes=2",
+        f"output_dir={tmp_path / 'ds'}", "progress=false", "video.codec=libx264"]))
+    result = collect(cfg)
+    assert result.episodes == 2
+    meta = DatasetMeta(tmp_path / "ds")
+    assert "observation.images.front" in meta.features
+    assert meta.collection["env_kwargs"] == {"obs_type": "pixels_agent_pos", "pixels_as": "array"}
+    assert meta.collection["import_modules"] == ["envs", "toyforeign"]
+    # Our options on a foreign env, and the env given twice, are refused with the option named.
+    for extra, expected in ((["env.randomization.enabled=true"], "env.randomization.enabled=true"),
+                            (["env_id=cerebellum/Reach-v0"], "give the env once"),
+                            (["+env_kwargs.resolution=16"], "give constructor arguments in env.kwargs")):
+        bad = to_object(compose("collect", ["env=foreign", "env.id=toyforeign/Reach2D-v0",
+                                            "env.import_modules=[toyforeign]", f"output_dir={tmp_path / 'x'}", *extra]))
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            bad.validate()
+    # Our own task through its group: the same env (our options included) as env_id + env_kwargs would build.
+    ours = to_object(compose("collect", ["env=reach", f"output_dir={tmp_path / 'y'}"]))
+    ours.validate()
+    assert ours.env_id == "cerebellum/Reach-v0" and ours.env_kwargs["obs_mode"] == "state"
+    assert ours.env_kwargs["randomization"]["enabled"] is False
