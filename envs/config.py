@@ -46,16 +46,8 @@ class EnvConfig:
     def from_any(cls, value: "EnvConfig | Mapping[str, Any]") -> "EnvConfig":
         if isinstance(value, cls):
             return value
-        data = dict(value.items())
-        kwargs_name = "kwargs"
-        if "task_kwargs" in data:
-            # The pre-issue-17 name of `kwargs` (old configs and checkpoints): one field, read under either name.
-            legacy = data.pop("task_kwargs")
-            if data.get("kwargs") and legacy and legacy != data["kwargs"]:
-                raise ValueError(f"env.task_kwargs={legacy!r} and env.kwargs={data['kwargs']!r} disagree; task_kwargs "
-                                 f"is the old name of kwargs: set only env.kwargs")
-            if not data.get("kwargs"):
-                data["kwargs"], kwargs_name = legacy, "task_kwargs"
+        kwargs_name = "task_kwargs" if "task_kwargs" in value and not value.get("kwargs") else "kwargs"
+        data = cls.upgrade(value)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -85,6 +77,20 @@ class EnvConfig:
             if data.get(name) is not None:
                 data[name] = _string_list(name, data[name])
         return cls(**data)
+
+    @staticmethod
+    def upgrade(value: Mapping[str, Any]) -> dict[str, Any]:
+        """A saved env config (e.g. a checkpoint's, merged into a structured schema before from_any sees it) with the
+        pre-issue-17 name `task_kwargs` read into `kwargs`: one field, read under either name."""
+        data = dict(value.items())
+        if "task_kwargs" in data:
+            legacy = data.pop("task_kwargs")
+            if data.get("kwargs") and legacy and legacy != data["kwargs"]:
+                raise ValueError(f"env.task_kwargs={legacy!r} and env.kwargs={data['kwargs']!r} disagree; task_kwargs "
+                                 f"is the old name of kwargs: set only env.kwargs")
+            if not data.get("kwargs"):
+                data["kwargs"] = legacy
+        return data
 
     def make_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for gymnasium.make of one of our tasks (foreign envs get `kwargs` alone: make_env)."""

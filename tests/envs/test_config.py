@@ -101,3 +101,19 @@ def test_metadata_and_mapping_fields_are_checked():
         EnvConfig.from_any({"pixels_camera": ""})
     with pytest.raises(ValueError, match="env.action_units must be a list"):
         EnvConfig.from_any({"action_units": "px"})
+
+
+def test_ready_made_gym_pusht_config_when_installed():
+    """configs/env/gym_pusht.yaml through make_env, when the optional gym-pusht is installed."""
+    pytest.importorskip("gym_pusht", reason="gym-pusht is optional (pip install cerebellum[gym-pusht])")
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.to_container(OmegaConf.load(FOREIGN_DIR.parents[1] / "configs/env/gym_pusht.yaml"))
+    data.pop("defaults")
+    env = make_env(data, render_mode="rgb_array")
+    assert not accepts_our_options(data["id"])
+    assert env.observation_space["pixels"].shape == (96, 96, 3) and env.action_space.shape == (2,)
+    obs, _ = env.reset(seed=0)
+    assert obs["pixels"].dtype == np.uint8 and obs["agent_pos"].shape == (2,)
+    with pytest.raises(ValueError, match="env.randomization.enabled=true"):
+        make_env({**data, "randomization": {"enabled": True}})

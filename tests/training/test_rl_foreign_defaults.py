@@ -49,3 +49,18 @@ def test_user_points_algo_tuned_at_their_own_file(tmp_path):
     cfg = typed(["algo=ppo", "algo/tuned=my_ppo", *FOREIGN], search_dirs=[str(tmp_path)])
     assert (cfg.algo.n_envs, cfg.algo.learning_rate, cfg.total_timesteps) == (3, 0.002, 1234)
     assert cfg.tuned_for == "toyforeign/Reach2D-v0"
+
+
+def test_configs_saved_before_issue_17_still_load():
+    """Checkpoints store the env config; older ones call env.kwargs `task_kwargs` (merged into the schema on load)."""
+    from training.imitation.config import config_from_dict as imitation_from_dict
+    from training.rl.config import config_from_dict as rl_from_dict, to_dict
+
+    saved = to_dict(typed(["env=reach", "algo=ppo", "+env.kwargs.reward_type=sparse"]))
+    old_env = {k: v for k, v in saved["env"].items()
+               if k not in ("kwargs", "import_modules", "pixels_camera", "obs_key_map", "action_names", "action_units")}
+    old = {**{k: v for k, v in saved.items() if k != "tuned_for"}, "env": {**old_env, "task_kwargs": {"reward_type": "sparse"}}}
+    assert rl_from_dict(old).env.kwargs == {"reward_type": "sparse"}
+    imitation = imitation_from_dict({"policy": {"type": "mlp"}, "dataset": {"root": "data/x"},
+                                     "env": {"id": "cerebellum/Reach-v0", "task_kwargs": {"reward_type": "sparse"}}})
+    assert imitation.env.kwargs == {"reward_type": "sparse"}

@@ -212,6 +212,8 @@ def config_from_dict(data: Mapping[str, Any]) -> ImitationTrainConfig:
     from training.cli import one_line
 
     policy_config_from_dict(policy)  # unknown or bad policy fields, named with the closest known one
+    if isinstance(data.get("env"), Mapping):  # checkpoints saved before issue 17 name env.kwargs task_kwargs
+        data["env"] = EnvConfig.upgrade(data["env"])
     schema = OmegaConf.structured(ImitationTrainConfig(policy=classes[policy["type"]]()))
     try:
         merged = OmegaConf.merge(schema, data)

@@ -333,6 +333,8 @@ def config_from_dict(data: Mapping[str, Any]) -> RLTrainConfig:
     name = algo.get("name")
     if name not in ALGO_CONFIGS:
         raise ValueError(f"config names algorithm {name!r}; known algorithms: {sorted(ALGO_CONFIGS)}")
+    if isinstance(data.get("env"), Mapping):  # checkpoints saved before issue 17 name env.kwargs task_kwargs
+        data["env"] = EnvConfig.upgrade(data["env"])
     schema = OmegaConf.structured(RLTrainConfig(algo=ALGO_CONFIGS[name]()))
     merged = OmegaConf.merge(schema, data)
     return finalize(OmegaConf.to_object(merged))
