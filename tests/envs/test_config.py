@@ -117,3 +117,18 @@ def test_ready_made_gym_pusht_config_when_installed():
     assert obs["pixels"].dtype == np.uint8 and obs["agent_pos"].shape == (2,)
     with pytest.raises(ValueError, match="env.randomization.enabled=true"):
         make_env({**data, "randomization": {"enabled": True}})
+
+
+@pytest.mark.parametrize("name", ["gym_pusht", "gym_aloha_transfer_cube", "foreign"])
+def test_foreign_env_configs_compose(name):
+    """The ready-made foreign env configs type-check against EnvConfig (building them needs their packages)."""
+    from omegaconf import OmegaConf
+
+    from training.cli import compose
+    from training.imitation.config import register_configs
+
+    register_configs()
+    overrides = [f"env={name}", "dataset.root=data/x"] + (["env.id=somelab/Arm-v0"] if name == "foreign" else [])
+    env = EnvConfig.from_any(OmegaConf.to_container(compose("train", overrides)["env"]))
+    assert env.import_modules or name == "foreign"
+    assert not env.randomization.enabled and env.obs_mode == "state" and env.pixels_camera == "top"
