@@ -149,7 +149,8 @@ def _env_config(manifest) -> dict[str, Any]:
 
 class BundleVectorPolicy:
     """A vector policy for training.evaluation.evaluate: one ChunkRunner per sub-env, fed dataset-keyed
-    observations (training.datasets.observations, with the env config's mapping), returning the runner's (safe) actions."""
+    observations (training.datasets.observations, with the env config's mapping), returning the runner's (safe)
+    actions."""
 
     def __init__(self, bundle_dir: str | Path, n_envs: int, run: BundleRunConfig | None = None, recorder=None):
         if n_envs < 1:

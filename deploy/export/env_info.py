@@ -65,7 +65,8 @@ def _units(value: Any, size: int, default: str) -> str | tuple[str, ...]:
     return units if units is not None else default
 
 
-def _declared(env_attr: Any, config_value: Any, size: int, what: str, env_id: str) -> tuple[tuple[str, ...] | None, str]:
+def _declared(env_attr: Any, config_value: Any, size: int, what: str,
+              env_id: str) -> tuple[tuple[str, ...] | None, str]:
     """(values, origin): the env's own (one per action dimension), else the env config's, else (None, "unknown").
     A config list of the wrong length is an error, not silently dropped."""
     values = _names(env_attr, size)
@@ -74,8 +75,9 @@ def _declared(env_attr: Any, config_value: Any, size: int, what: str, env_id: st
     if config_value is not None:
         values = _names(config_value, size)
         if values is None:
-            raise ValueError(f"env {env_id}: env.{what}={list(config_value) if not isinstance(config_value, str) else config_value!r} "
-                             f"must give one non-empty name per action dimension ({size})")
+            given = config_value if isinstance(config_value, str) else list(config_value)
+            raise ValueError(f"env {env_id}: env.{what}={given!r} must give one non-empty name per action dimension "
+                             f"({size})")
         return values, "env config"
     return None, UNKNOWN
 
