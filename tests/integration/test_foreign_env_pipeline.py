@@ -32,9 +32,10 @@ def run_pipeline(tmp_path: Path, env: dict, collect_kwargs: dict, bundle_run=Non
     from training.imitation.trainer import run
 
     data = tmp_path / "data"
-    collect(CollectConfig(env_id=TOY_ID, env_kwargs=dict(env["kwargs"]), import_modules=["toyforeign"],
-                          policy_factory="toyforeign:make_scripted_policy", n_episodes=12, output_dir=str(data),
-                          progress=False, **collect_kwargs))
+    recording = dict(env_id=env["id"], env_kwargs=dict(env["kwargs"]), import_modules=list(env["import_modules"]),
+                     policy_factory="toyforeign:make_scripted_policy", n_episodes=12, output_dir=str(data),
+                     progress=False)
+    collect(CollectConfig(**{**recording, **collect_kwargs}))
     train_cfg = config_from_dict({
         "env": env, "dataset": {"root": str(data)}, "steps": 300, "batch_size": 32, "seed": 0, "torch_threads": 1,
         "policy": {"type": "mlp", "hidden_dims": [64, 64], "chunk_size": 4, "n_action_steps": 2, "n_obs_steps": 1,
@@ -120,6 +121,24 @@ def test_bundle_without_initial_from_needs_initial_action(tmp_path):
         assert actions.shape == (1, 2) and np.isfinite(actions).all()
     finally:
         policy.close()
+
+
+def test_gym_pusht_state_pipeline_when_installed(tmp_path, monkeypatch):
+    """The same path on gym-pusht itself (actions in pixels, 0-512), when it is installed."""
+    pytest.importorskip("gym_pusht", reason="gym-pusht is not installed (pip install cerebellum[gym-pusht])")
+    monkeypatch.chdir(FOREIGN_DIR)  # for the stand-in recording policy toyforeign:make_sweep_policy
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    env = {"id": "gym_pusht/PushT-v0", "import_modules": ["gym_pusht"],
+           "kwargs": {"obs_type": "environment_state_agent_pos"}, "max_episode_steps": 40,
+           "action_names": ["x", "y"], "action_units": ["px", "px"]}
+    ckpt, exported, bundle = run_pipeline(tmp_path, env, dict(
+        env_kwargs={"obs_type": "environment_state_agent_pos", "max_episode_steps": 40},
+        policy_factory="toyforeign:make_sweep_policy", n_episodes=4, keep_only_successful=False))
+    assert [r.success for r in ckpt.records] == [r.success for r in bundle.records]
+    assert [r.length for r in ckpt.records] == [r.length for r in bundle.records]
+    parity = json.loads((tmp_path / "bundle" / "manifest.json").read_text())["source"]["parity"]
+    assert parity["mode"] == "relative" and parity["tolerance"] == pytest.approx([512 * parity["rtol"]] * 2)
+    assert exported.manifest.control.frequency_hz == 10.0
 
 
 # ------------------------------------------------------------------------------------------------ the mapping alone
