@@ -74,3 +74,14 @@ def flip(path, offset: int, count: int = 1, mask: int = 0xFF) -> None:
     for i in range(offset, min(offset + count, len(blob))):
         blob[i] ^= mask
     path.write_bytes(bytes(blob))
+
+
+def write_small_dataset(root, seed: int, lengths=(5, 6, 4)):
+    """A small camera dataset (FEATURES, 10 fps, committed every 2 episodes) with episodes of `lengths` frames."""
+    from training.datasets import DatasetWriter
+
+    rng = np.random.default_rng(seed)
+    with DatasetWriter.create(root, 10, FEATURES, commit_every=2) as writer:
+        for n in lengths:
+            writer.add_episode(make_episode(rng, n), "t")
+    return root

@@ -5,7 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
-from dataset_test_utils import FEATURES, make_episode
+from dataset_test_utils import FEATURES, make_episode, write_small_dataset
 
 from training.datasets import (
     CorruptFileError,
@@ -23,12 +23,7 @@ VIDEO0 = "videos/observation.images.top/chunk-000/file-000.mp4"
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
-    root = tmp_path_factory.mktemp("err") / "ds"
-    rng = np.random.default_rng(9)
-    with DatasetWriter.create(root, 10, FEATURES, commit_every=2) as writer:
-        for n in (5, 6, 4):
-            writer.add_episode(make_episode(rng, n), "t")
-    return root
+    return write_small_dataset(tmp_path_factory.mktemp("err") / "ds", seed=9, lengths=(5, 6, 4))
 
 
 @pytest.fixture

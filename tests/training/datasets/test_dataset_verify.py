@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from dataset_test_utils import FEATURES, flip, make_episode, value_bytes_offset
+from dataset_test_utils import flip, value_bytes_offset, write_small_dataset
 
-from training.datasets import DatasetWriter, checksums
+from training.datasets import checksums
 from training.datasets.verify import verify_dataset
 
 REPO = Path(__file__).resolve().parents[3]
@@ -25,12 +25,7 @@ VIDEO1 = "videos/observation.images.top/chunk-000/file-001.mp4"
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
-    root = tmp_path_factory.mktemp("verify") / "ds"
-    rng = np.random.default_rng(4)
-    with DatasetWriter.create(root, 10, FEATURES, commit_every=2) as writer:
-        for n in (5, 6, 4):
-            writer.add_episode(make_episode(rng, n), "t")
-    return root
+    return write_small_dataset(tmp_path_factory.mktemp("verify") / "ds", seed=4, lengths=(5, 6, 4))
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dataset_test_utils import FEATURES, make_episode
+from dataset_test_utils import make_episode, write_small_dataset
 
 from training.datasets import DatasetMeta, DatasetWriter, WindowDataset, image_cache
 
@@ -16,12 +16,7 @@ CAMERA = "observation.images.top"
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
-    root = tmp_path_factory.mktemp("imgcache") / "ds"
-    rng = np.random.default_rng(5)
-    with DatasetWriter.create(root, 10, FEATURES, commit_every=2) as writer:
-        for n in (5, 7, 3):
-            writer.add_episode(make_episode(rng, n), "t")
-    return root
+    return write_small_dataset(tmp_path_factory.mktemp("imgcache") / "ds", seed=5, lengths=(5, 7, 3))
 
 
 @pytest.fixture
