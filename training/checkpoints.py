@@ -25,7 +25,6 @@ directory stops at once naming the first one's pid.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -40,6 +39,7 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from training.datasets.atomic import fsync_dir
+from training.datasets.checksums import json_sha256, sha256_file
 from training.datasets.locks import DirectoryLock, pid_alive
 
 FORMAT_VERSION = 1
@@ -62,8 +62,7 @@ def lock_run_dir(run_dir: str | os.PathLike) -> DirectoryLock:
 
 
 def _meta_digest(meta: Mapping[str, Any]) -> str:
-    body = {k: v for k, v in meta.items() if k != SELF_DIGEST}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return json_sha256({k: v for k, v in meta.items() if k != SELF_DIGEST})
 
 
 @dataclass(frozen=True)
@@ -109,14 +108,6 @@ def package_versions() -> dict[str, str]:
 
 def step_dir_name(step: int) -> str:
     return f"step_{int(step):012d}"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync_tree(root: Path) -> None:
@@ -168,7 +159,7 @@ def save_checkpoint(
         write_files(tmp)
         (tmp / CONFIG_FILE).write_text(yaml.safe_dump(_plain(config), sort_keys=False))
         files = {
-            str(p.relative_to(tmp)): _sha256(p)
+            str(p.relative_to(tmp)): sha256_file(p)
             for p in sorted(tmp.rglob("*"))
             if p.is_file() and p.name != META_FILE
         }
@@ -305,7 +296,7 @@ def read_checkpoint(path: str | os.PathLike, *, kind: str | None = None, verify_
             file = ckpt_dir / name
             if not file.is_file():
                 raise FileNotFoundError(f"checkpoint {ckpt_dir} is missing {name!r}, which {META_FILE} lists")
-            if _sha256(file) != digest:
+            if sha256_file(file) != digest:
                 raise ValueError(f"checkpoint {ckpt_dir}: {name!r} does not match its sha256 in {META_FILE} "
                                  "(file corrupted or modified)")
     config_path = ckpt_dir / CONFIG_FILE

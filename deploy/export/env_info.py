@@ -11,10 +11,9 @@ import numpy as np
 from deploy.runtime import ObservationFeature, ObservationSlice
 from envs.base import MujocoTaskEnv
 from envs.config import EnvConfig, make_env
+from policies.features import ENV_STATE_KEY, STATE_KEY
 from training.datasets.observations import ObservationMapping, ObservationMappingError, action_shape, control_rate
 
-STATE_KEY = "observation.state"
-ENV_STATE_KEY = "observation.environment_state"
 IMAGE_PREFIX = "observation.images."
 # environment_state mixes positions, orientations and task values; tasks may declare per-element units/names
 # (environment_state_units / environment_state_names), otherwise the manifest says "SI" for the whole vector.

@@ -17,11 +17,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from policies.features import ACTION_KEY
+from training.datasets.stats import MAX_ABS_DELTA
+
 from .env_info import ENV_STATE_KEY, STATE_KEY
 
-ACTION_KEY = "action"
 MOTION_KEYS = (ACTION_KEY, STATE_KEY, ENV_STATE_KEY)  # the keys whose ranges / speeds the defaults read
-MAX_ABS_DELTA = "max_abs_delta"  # training.datasets.stats.MAX_ABS_DELTA
 ROLLOUT_EPISODES = 10  # RL: enough resets to see the task's randomized starts and targets
 MAX_ROLLOUT_STEPS = 5000  # per episode: an env without a time limit must not hang the export
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from torch import nn
 
 from envs.config import EnvConfig
 from training.checkpoints import META_FILE, read_checkpoint
+from training.datasets.checksums import sha256_file
 
 IMITATION_TYPES = ("act", "diffusion", "mlp")
 SB3_TYPE = "sb3"
@@ -33,10 +33,6 @@ class ExportSource:
     dataset_root: str | None = None  # imitation: where the training dataset was (it may be gone)
 
 
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def load_source(path: str | Path) -> ExportSource:
     """Read any exportable checkpoint (file hashes verified) and build its torch policy."""
     if Path(path).exists() and not Path(path).is_dir():
@@ -44,7 +40,7 @@ def load_source(path: str | Path) -> ExportSource:
                          "checkpoint is exported)")
     # The kind-specific reader below hashes every file; reading the kind needs only checkpoint.json.
     ckpt = read_checkpoint(path, verify_files=False)
-    meta = {"checkpoint_json_sha256": _file_sha256(ckpt.path / META_FILE), "checkpoint_type": ckpt.type}
+    meta = {"checkpoint_json_sha256": sha256_file(ckpt.path / META_FILE), "checkpoint_type": ckpt.type}
     if ckpt.kind == "imitation":
         from training.imitation.checkpoint import DATASET_STATS, read_imitation_checkpoint
 

@@ -42,9 +42,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _files_digest(files: Mapping[str, Mapping[str, object]]) -> str:
-    canonical = json.dumps(files, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+def json_sha256(obj: object) -> str:
+    """sha256 of an object's canonical JSON (sorted keys, no whitespace, ASCII): the same digest whoever wrote it."""
+    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _files_digest(files: Mapping[str, Mapping[str, object]]) -> str:
+    return json_sha256(files)
 
 
 def entry(path: Path) -> dict[str, object]:
