@@ -91,11 +91,7 @@ class CollectConfig:
 
         import envs  # noqa: F401  (registers our tasks, so accepts_our_options can look the id up)
 
-        for module in env.import_modules:
-            try:
-                import_user_module(module, "env.import_modules")
-            except ImportError as err:
-                raise ValueError(str(err)) from None
+        _import_modules(env.import_modules, "env.import_modules")
         if env.id in gym.registry and accepts_our_options(env.id):
             kwargs = env.make_kwargs()
             kwargs["randomization"] = dataclasses.asdict(env.randomization)
@@ -147,11 +143,7 @@ class CollectConfig:
     def resolve(self) -> Any:
         """Import `import_modules` and the policy factory and check the env id: the policy factory, or a
         ValueError naming what cannot be found."""
-        for module in self.import_modules:
-            try:
-                import_user_module(module, "import_modules")
-            except ImportError as err:
-                raise ValueError(str(err)) from None
+        _import_modules(self.import_modules, "import_modules")
         try:
             factory = import_object(self.policy_factory, "policy_factory")
         except (ImportError, AttributeError) as err:
@@ -165,6 +157,15 @@ class CollectConfig:
 
 
 VECTOR_MODES = ("auto", "sync", "async")
+
+
+def _import_modules(names: List[str], what: str) -> None:
+    """Import the user's modules (installed, else from the current directory); a missing one is a ValueError."""
+    for module in names:
+        try:
+            import_user_module(module, what)
+        except ImportError as err:
+            raise ValueError(str(err)) from None
 
 
 def _check_output_dir(root: Path) -> None:
