@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "disabled")
 
-    from training.datasets.collection import CollectConfig, collect
+    from apps.recording import CollectConfig, collect
     from training.imitation.config import config_from_dict
     from training.imitation.trainer import train
 

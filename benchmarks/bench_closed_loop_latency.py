@@ -45,7 +45,7 @@ def main() -> None:
 
     import torch
 
-    from deploy.closed_loop import BundleRunConfig, effective_n_action_steps, evaluate_bundle
+    from apps.closed_loop import BundleRunConfig, effective_n_action_steps, evaluate_bundle
     from deploy.export import ExportConfig, export_checkpoint
     from deploy.runtime import load_manifest
     from training.evaluation import EvaluateConfig, evaluate_checkpoint

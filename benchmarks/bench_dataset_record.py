@@ -26,7 +26,8 @@ import numpy as np  # noqa: E402
 
 from training.datasets import DatasetMeta  # noqa: E402
 from training.datasets import writer as writer_module  # noqa: E402
-from training.datasets.collection import CollectConfig, collect, import_object  # noqa: E402
+from apps.recording import CollectConfig, collect  # noqa: E402
+from envs.modules import import_object  # noqa: E402
 
 
 class WriterClock:

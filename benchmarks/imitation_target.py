@@ -52,7 +52,7 @@ def run_benchmark(spec: ImitationTarget, description: str, argv: Optional[Sequen
     args = parse_args(spec, description, argv)
     os.environ.setdefault("WANDB_MODE", "disabled")
 
-    from training.datasets.collection import CollectConfig, collect
+    from apps.recording import CollectConfig, collect
     from training.evaluation import EvaluateConfig, evaluate_checkpoint
     from training.imitation.budget import measure_seconds_per_step, steps_for_budget
     from training.imitation.trainer import train

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from envs.config import register_hydra_schema  # noqa: E402
 from training import cli  # noqa: E402
-from training.datasets.collection import CollectConfig, collect  # noqa: E402
+from apps.recording import CollectConfig, collect  # noqa: E402
 
 ConfigStore.instance().store(name="collect_schema", node=CollectConfig)
 register_hydra_schema()  # configs/env/*.yaml: `env=gym_pusht` works for recording as for train/eval

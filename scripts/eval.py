@@ -14,7 +14,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 
-from deploy.closed_loop import BundleRunConfig, evaluate_bundle
+from apps.closed_loop import BundleRunConfig, evaluate_bundle
 from training import cli
 from training.evaluation import EvaluateConfig, check_evaluation_inputs, evaluate_checkpoint, load_for_evaluation
 
@@ -23,7 +23,7 @@ from training.evaluation import EvaluateConfig, check_evaluation_inputs, evaluat
 class EvalAppConfig(EvaluateConfig):
     """EvaluateConfig plus how an exported bundle runs in closed loop (ignored for checkpoints).
 
-    Declared here rather than in training.evaluation because deploy.closed_loop itself builds on that module.
+    Declared here rather than in training.evaluation because apps.closed_loop itself builds on that module.
     """
 
     bundle: BundleRunConfig = field(default_factory=BundleRunConfig)

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import hydra
 from hydra.core.config_store import ConfigStore
 
-from deploy.pipeline import PipelineConfig, run_pipeline
+from apps.quickstart import PipelineConfig, run_pipeline
 from training import cli
 
 ConfigStore.instance().store(name="quickstart_schema", node=PipelineConfig)

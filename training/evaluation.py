@@ -363,7 +363,7 @@ class LoadedPolicy:
 POLICY_LOADERS: dict[str, str | Callable[..., LoadedPolicy]] = {
     "rl": "training.rl.checkpoint:load_for_evaluation",
     "imitation": "training.imitation.checkpoint:load_for_evaluation",
-    "bundle": "deploy.closed_loop:load_for_evaluation",
+    "bundle": "apps.closed_loop:load_for_evaluation",
 }
 BUNDLE_MANIFEST = "manifest.json"
 

@@ -65,7 +65,7 @@ def inputs(tmp_path_factory) -> dict[str, str]:
     """Paths the cases name: a plain file, an empty directory, a small dataset and two checkpoints trained on it
 (one with its env, one without: env=null)."""
     os.environ.setdefault("MUJOCO_GL", "egl")
-    from training.datasets.collection import CollectConfig, collect
+    from apps.recording import CollectConfig, collect
     from training.imitation.config import config_from_dict
     from training.imitation.trainer import train
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(DATASET_TESTS))
 import toy_env_for_datasets as toy  # noqa: E402
 
 from training.datasets import DatasetMeta, DatasetWriter, LockHeldError, atomic, load_numeric  # noqa: E402
-from training.datasets.collection import CollectConfig, collect  # noqa: E402
+from apps.recording import CollectConfig, collect  # noqa: E402
 from training.datasets.locks import owner_pid  # noqa: E402
 from training.datasets.verify import verify_dataset  # noqa: E402
 
@@ -69,7 +69,7 @@ def collect_config(root: Path, n: int, **kw) -> CollectConfig:
 def collect_code(root: Path, n: int) -> str:
     return f"""
         import toy_env_for_datasets
-        from training.datasets.collection import CollectConfig, collect
+        from apps.recording import CollectConfig, collect
         r = collect(CollectConfig(env_id={toy.ENV_ID!r}, env_kwargs={{"obs_mode": "state"}},
                                   import_modules=["toy_env_for_datasets"],
                                   policy_factory="toy_env_for_datasets:make_slow_expert", n_episodes={n},

@@ -24,7 +24,7 @@ import toy_env_for_datasets as toy  # noqa: E402
 from dataset_test_utils import flip, value_bytes_offset  # noqa: E402
 
 from training.datasets import DatasetMeta, DatasetWriter, load_images, load_numeric  # noqa: E402
-from training.datasets.collection import CollectConfig, collect  # noqa: E402
+from apps.recording import CollectConfig, collect  # noqa: E402
 from training.datasets.verify import verify_dataset  # noqa: E402
 
 CAMERA = "observation.images.top"

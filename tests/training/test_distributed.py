@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from training.checkpoints import LATEST_FILE, latest_checkpoint, step_dir_name
-from training.datasets.collection import CollectConfig, collect
+from apps.recording import CollectConfig, collect
 from training.distributed import WORKER_HYDRA_OVERRIDES, DistributedContext, setup, worker_hydra_overrides
 from training.imitation.checkpoint import read_imitation_checkpoint
 from training.imitation.config import config_from_dict

@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from training.checkpoints import latest_checkpoint
 from training.datasets import WindowDataset
-from training.datasets.collection import CollectConfig, collect
+from apps.recording import CollectConfig, collect
 from training.evaluation import EvaluateConfig, evaluate_checkpoint
 from training.imitation.checks import ImitationSetupError
 from training.imitation.checkpoint import read_imitation_checkpoint

@@ -16,7 +16,7 @@ import yaml
 from safetensors.torch import load_file
 
 from training.checkpoints import latest_checkpoint
-from training.datasets.collection import CollectConfig, collect
+from apps.recording import CollectConfig, collect
 from training.imitation.config import finalize, register_configs
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ import pytest
 import toy_env_for_datasets as toy
 
 from training.datasets import DatasetMeta, load_numeric
-from training.datasets.collection import CollectConfig, collect
+from apps.recording import CollectConfig, collect
 
 REPO = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
@@ -73,7 +73,7 @@ def run_killed(root: Path, patch: str) -> int:
     script = textwrap.dedent(f"""
         import os, signal
         from training.datasets import atomic, writer as writer_mod
-        from training.datasets.collection import collect
+        from apps.recording import collect
         from test_dataset_resume import config
         {textwrap.indent(textwrap.dedent(patch), '        ').strip()}
         collect(config(__import__("pathlib").Path({str(root)!r}), 10))

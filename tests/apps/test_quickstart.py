@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from deploy.pipeline import PipelineConfig, run_pipeline
+from apps.quickstart import PipelineConfig, run_pipeline
 
 
 def tiny(tmp_path, **overrides):

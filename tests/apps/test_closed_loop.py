@@ -12,7 +12,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from deploy.closed_loop import BundleRunConfig, BundleVectorPolicy, evaluate_bundle
+from apps.closed_loop import BundleRunConfig, BundleVectorPolicy, evaluate_bundle
 from deploy.export import ExportConfig, export_checkpoint
 from deploy.runtime import load_manifest
 from training.evaluation import EvaluateConfig, detect_kind, evaluate_checkpoint
@@ -43,7 +43,7 @@ def test_zero_latency_bundle_replays_the_checkpoint_and_records_what_it_did(expo
     ckpt, bundle, root = exported
     assert detect_kind(bundle) == "bundle"
     torch_result = evaluate_checkpoint(eval_cfg(ckpt), root / "eval_ckpt")
-    # scripts/eval.py's path: kind "bundle" dispatches to deploy.closed_loop.load_for_evaluation.
+    # scripts/eval.py's path: kind "bundle" dispatches to apps.closed_loop.load_for_evaluation.
     plain = evaluate_checkpoint(eval_cfg(bundle), root / "eval_plain")
     recorded = evaluate_bundle(eval_cfg(bundle), root / "eval_bundle", BundleRunConfig(rollouts=True))
     for result in (plain, recorded):
@@ -234,7 +234,7 @@ def test_temporal_ensembling_bundle_replays_the_checkpoint(tmp_path):
 def test_no_command_ticks_hold_the_measured_pose_in_simulation(exported):
     # The runner commands nothing before the first valid observation; the simulated driver then holds the joints
     # where they are measured (action.initial_from), the way a robot's driver keeps its own hold.
-    from deploy.closed_loop import measured_hold
+    from apps.closed_loop import measured_hold
 
     _, bundle, _ = exported
     m = load_manifest(bundle)

@@ -9,16 +9,18 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-import toy_env_for_datasets as toy
 
-from training.datasets import DatasetMeta, load_images, load_numeric
-from training.datasets.collection import CollectConfig, collect, features_from_env
-from training.datasets.replay import replay_episode
-from training.datasets.summary import describe
-from training.datasets.video import decode_video
+REPO = Path(__file__).resolve().parents[2]
+DATASET_TESTS = REPO / "tests" / "training" / "datasets"  # the toy env shared with the dataset tests
+sys.path.insert(0, str(DATASET_TESTS))
 
-REPO = Path(__file__).resolve().parents[3]
-HERE = Path(__file__).resolve().parent
+import toy_env_for_datasets as toy  # noqa: E402
+
+from apps.recording import CollectConfig, collect, features_from_env  # noqa: E402
+from training.datasets import DatasetMeta, load_images, load_numeric  # noqa: E402
+from training.datasets.replay import replay_episode  # noqa: E402
+from training.datasets.summary import describe  # noqa: E402
+from training.datasets.video import decode_video  # noqa: E402
 
 
 def config(root: Path, **kw) -> CollectConfig:
@@ -93,7 +95,7 @@ def test_env_without_requested_camera(tmp_path):
 
 
 def test_scripts_collect_inspect_replay(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(DATASET_TESTS), os.environ.get("PYTHONPATH", "")])}
     root = tmp_path / "ds"
     overrides = [f"env_id={toy.ENV_ID}", "import_modules=[toy_env_for_datasets]",
                  "policy_factory=toy_env_for_datasets:make_toy_expert", "n_episodes=3", f"output_dir={root}",
@@ -115,7 +117,7 @@ def test_scripts_collect_inspect_replay(tmp_path):
     assert replay.stdout.count("reproduced") == 2 and (tmp_path / "videos/episode_000002.mp4").exists()
 
 
-FOREIGN_DIR = HERE.parent.parent / "foreign_envs"
+FOREIGN_DIR = REPO / "tests" / "foreign_envs"
 
 
 @pytest.mark.parametrize("pixels_as", ["dict", "array"])

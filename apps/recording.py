@@ -17,12 +17,12 @@ import numpy as np
 from envs.config import EnvConfig, accepts_our_options
 from envs.modules import import_object, import_user_module
 
-from .env_factory import EnvFactory
-from .format import COLLECTION_PATH, INFO_PATH, IMAGE_PREFIX
-from .observations import ObservationMapping, ObservationMappingError, action_shape
-from .reader import DatasetMeta
-from .video import VideoConfig
-from .writer import DatasetWriter
+from training.datasets.env_factory import EnvFactory
+from training.datasets.format import COLLECTION_PATH, INFO_PATH, IMAGE_PREFIX
+from training.datasets.observations import ObservationMapping, ObservationMappingError, action_shape
+from training.datasets.reader import DatasetMeta
+from training.datasets.video import VideoConfig
+from training.datasets.writer import DatasetWriter
 
 # Fields that must agree between an interrupted collection and its resumption.
 _RESUME_FIELDS = ("env_id", "env_kwargs", "policy_factory", "seed", "keep_only_successful", "record_state", "cameras", "task")

@@ -23,10 +23,10 @@ def toy_env(obs_type: str = "state", pixels_as: str = "dict", **extra) -> dict:
 
 def run_pipeline(tmp_path: Path, env: dict, collect_kwargs: dict, bundle_run=None):
     """collect -> train a small MLP -> evaluate -> export -> closed loop; returns (checkpoint, bundle) results."""
-    from deploy.closed_loop import BundleRunConfig, evaluate_bundle
+    from apps.closed_loop import BundleRunConfig, evaluate_bundle
     from deploy.export import ExportConfig, export_checkpoint
     from training.checkpoints import checkpoint_to_resume
-    from training.datasets.collection import CollectConfig, collect
+    from apps.recording import CollectConfig, collect
     from training.evaluation import EvaluateConfig, evaluate_checkpoint
     from training.imitation.config import config_from_dict
     from training.imitation.trainer import run
@@ -87,7 +87,7 @@ def test_foreign_env_state_pipeline_bundle_matches_checkpoint(tmp_path, monkeypa
 def test_state_policy_on_env_with_single_array_pixels_and_unknown_metadata(tmp_path, monkeypatch):
     """gym-pusht's form: obs['pixels'] is one Box image; a state-only policy trains, exports (no 'Box has no
     spaces'), and with no action names anywhere the manifest says "unknown" and the closed loop needs initial_action."""
-    from deploy.closed_loop import BundleRunConfig
+    from apps.closed_loop import BundleRunConfig
 
     monkeypatch.chdir(FOREIGN_DIR)
     monkeypatch.setenv("WANDB_MODE", "disabled")
@@ -106,7 +106,7 @@ def test_state_policy_on_env_with_single_array_pixels_and_unknown_metadata(tmp_p
 
 def test_bundle_without_initial_from_needs_initial_action(tmp_path):
     """What a foreign bundle needs in closed loop when its state does not measure the commanded joints."""
-    from deploy.closed_loop import BundleRunConfig, BundleVectorPolicy
+    from apps.closed_loop import BundleRunConfig, BundleVectorPolicy
     from tests.deploy.bundle_factory import ramp_bundle
 
     bundle = ramp_bundle(tmp_path / "b", initial_from=False)

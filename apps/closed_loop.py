@@ -16,7 +16,7 @@ driver keeps its own hold; the simulated driver does the same by commanding the 
 
 Besides training.evaluation's results JSON, evaluate_bundle adds "runner": the summed ChunkRunner statistics
 (ticks, held ticks, late/stale chunks, skipped actions, faults, inference latency percentiles), and can write the
-executed actions and predicted chunks of every episode for replay (deploy.export.rollouts), each chunk with the
+executed actions and predicted chunks of every episode for replay (apps.rollouts), each chunk with the
 ticks the runner scheduled its actions for (ChunkRunner's on_chunk).
 """
 
@@ -305,7 +305,7 @@ def evaluate_bundle(cfg, output_dir: str | Path, run: BundleRunConfig | None = N
     """scripts/eval.py for a bundle: like training.evaluation.evaluate_checkpoint, plus the runner statistics in
     results["metadata"]["runner"] and, with run.rollouts, the rollouts/ directory. `run` defaults to cfg.bundle
     when the eval config has that group, else to BundleRunConfig()."""
-    from deploy.export.rollouts import RolloutRecorder
+    from apps.rollouts import RolloutRecorder
     from training.evaluation import evaluate, make_eval_envs, write_results
 
     run = run or getattr(cfg, "bundle", None) or BundleRunConfig()

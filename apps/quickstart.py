@@ -95,7 +95,7 @@ class PipelineResult:
 
 
 def _collect_config(cfg: PipelineConfig, data: Path):
-    from training.datasets.collection import CollectConfig
+    from apps.recording import CollectConfig
 
     return CollectConfig(env_id=cfg.env_id, n_episodes=cfg.demos, output_dir=str(data), seed=cfg.seed, progress=True)
 
@@ -124,7 +124,7 @@ def _evaluation(path: Path, cfg: PipelineConfig, output: Path, bundle: bool):
         results = json.loads(done.read_text())
         return [bool(e["success"]) for e in results["per_episode"]], float(results["success_rate"])
     if bundle:
-        from deploy.closed_loop import BundleRunConfig, evaluate_bundle
+        from apps.closed_loop import BundleRunConfig, evaluate_bundle
 
         result = evaluate_bundle(eval_cfg, output, BundleRunConfig())
     else:
@@ -155,7 +155,7 @@ def _refuse_other_run(saved, wanted, run_dir: Path) -> None:
 def run_pipeline(cfg: PipelineConfig, log=print) -> PipelineResult:
     from deploy.export import ExportConfig, export_checkpoint
     from training.checkpoints import checkpoint_to_resume, latest_checkpoint
-    from training.datasets.collection import collect
+    from apps.recording import collect
     from training.imitation.checkpoint import latest_of_run
     from training.imitation.trainer import run
 

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from deploy.export.rollouts import RolloutRecorder
+from apps.rollouts import RolloutRecorder
 from deploy.runtime import ChunkRunner, Fault, SimulatedLatency
 from tests.deploy.bundle_factory import ramp_bundle, state_obs
 
