@@ -1,4 +1,5 @@
-"""SB3 callbacks and logger output of the RL trainer: checkpoints, periodic evaluation, time budget, wandb metrics."""
+"""SB3 callbacks and logger output of the RL trainer: checkpoints, periodic evaluation, time budget, progress lines,
+wandb metrics."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter
 
 from training.logging import ExperimentLogger
+from training.progress import Progress
 
 
 class WandbOutputFormat(KVWriter):
@@ -78,3 +80,28 @@ class TimeBudget(BaseCallback):
             self.exhausted = True
             return False
         return True
+
+
+class ProgressLines(BaseCallback):
+    """Plain progress lines of learn() (training.progress) where no terminal shows SB3's own bar."""
+
+    def __init__(self, total_timesteps: int, desc: str, log_every_s: float = 30.0) -> None:
+        super().__init__()
+        self.total_timesteps, self.desc, self.log_every_s = int(total_timesteps), desc, log_every_s
+        self.progress: Progress | None = None
+
+    def _on_training_start(self) -> None:
+        self.progress = Progress(self.total_timesteps, self.desc, initial=self.model.num_timesteps,
+                                 log_every_s=self.log_every_s)
+
+    def _on_rollout_end(self) -> None:
+        episodes = self.model.ep_info_buffer
+        if episodes:
+            self.progress.postfix["ep_rew_mean"] = float(np.mean([info["r"] for info in episodes]))
+
+    def _on_step(self) -> bool:
+        self.progress.update(self.model.num_timesteps - self.progress.count)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.progress.close()

@@ -12,11 +12,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from training.checkpoints import checkpoint_to_resume, latest_checkpoint, lock_run_dir, write_text_atomic
+from fileio.atomic import write_text_atomic
+from training.checkpoints import checkpoint_to_resume, latest_checkpoint, lock_run_dir
 from training.evaluation import EvaluationResult, evaluate, make_eval_envs, write_results
 from training.logging import ExperimentLogger, truncate_csv
 from training.rl.algorithms import algorithm_spec, build_model, check_action_space
-from training.rl.callbacks import AtRolloutBoundary, TimeBudget, WandbOutputFormat
+from training.progress import is_terminal
+from training.rl.callbacks import AtRolloutBoundary, ProgressLines, TimeBudget, WandbOutputFormat
 from training.rl.checkpoint import RLCheckpoint, read_rl_checkpoint, restore_training_state, save_rl_checkpoint
 from training.rl.config import RLTrainConfig, to_dict
 from training.rl.environments import make_training_vec_env, probe_spaces
@@ -167,13 +169,16 @@ def _train(cfg: RLTrainConfig, run_dir: Path, resume: RLCheckpoint | None, callb
                          AtRolloutBoundary(cfg.eval.every_steps, periodic_eval), *callbacks]
         if budget is not None:
             all_callbacks.append(budget)
+        sb3_bar = cfg.progress_bar and is_terminal(sys.stderr)  # SB3's bar redraws in place: a terminal only
+        if cfg.progress_bar and not sb3_bar:
+            all_callbacks.append(ProgressLines(cfg.total_timesteps, f"train {algo.name}"))
 
         started = time.perf_counter()
         model.learn(
             total_timesteps=cfg.total_timesteps - model.num_timesteps,
             callback=CallbackList(all_callbacks),
             reset_num_timesteps=False,
-            progress_bar=cfg.progress_bar,
+            progress_bar=sb3_bar,
             log_interval=1 if not algorithm_spec(algo.name).off_policy else 4,
         )
         train_seconds = time.perf_counter() - started
