@@ -66,6 +66,7 @@ def write_video(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: floa
     if not frames:
         raise ValueError(f"no frames to write to {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Its own atomic write, not fileio's: envs imports nothing of ours.
     fd, tmp = tempfile.mkstemp(suffix=".mp4", dir=path.parent, prefix=f".{path.stem}-")
     os.close(fd)
     try:

@@ -17,7 +17,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 
 from training import cli
-from training.datasets.locks import LockHeldError
+from fileio.locks import LockHeldError
 from training.distributed import launched_rank, worker_hydra_overrides
 from training.imitation.checks import ImitationSetupError
 from training.imitation.config import from_hydra, register_configs

@@ -13,7 +13,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 
 from training import cli
-from training.datasets.locks import LockHeldError
+from fileio.locks import LockHeldError
 from training.rl.config import from_hydra, register_configs
 from training.rl.trainer import plan_run, train
 

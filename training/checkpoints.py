@@ -38,9 +38,9 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
-from training.datasets.atomic import fsync_dir
-from training.datasets.checksums import json_sha256, sha256_file
-from training.datasets.locks import DirectoryLock, pid_alive
+from fileio.atomic import fsync_tree, publish_directory, write_text_atomic
+from fileio.digest import json_sha256, sha256_file
+from fileio.locks import DirectoryLock, pid_alive
 
 FORMAT_VERSION = 1
 META_FILE = "checkpoint.json"
@@ -110,24 +110,6 @@ def step_dir_name(step: int) -> str:
     return f"step_{int(step):012d}"
 
 
-def _fsync_tree(root: Path) -> None:
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
-    fsync_dir(root)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
 def save_checkpoint(
     run_dir: str | os.PathLike,
     *,
@@ -175,18 +157,11 @@ def save_checkpoint(
         }
         meta[SELF_DIGEST] = _meta_digest(meta)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-        _fsync_tree(tmp)
+        fsync_tree(tmp)
         final = root / step_dir_name(step)
-        if final.exists():
-            # os.replace cannot overwrite a non-empty dir: move the old one aside first. If we crash in between,
-            # `latest` names a missing dir and latest_checkpoint() falls back to the newest complete one.
-            trash = root / f"{_TRASH_PREFIX}{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            os.replace(final, trash)
-            os.replace(tmp, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-        fsync_dir(root)
+        # A crash mid-swap leaves `latest` naming a missing dir: latest_checkpoint() falls back to an older one.
+        trash = root / f"{_TRASH_PREFIX}{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        publish_directory(tmp, final, trash)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -225,7 +225,7 @@ def _refuse_locked_run_dir(cfg: DictConfig) -> None:
     directory a live training holds would overwrite that run's Hydra files, so it is refused here, before Hydra."""
     from omegaconf.errors import OmegaConfBaseException
 
-    from training.datasets.locks import is_locked, owner_pid
+    from fileio.locks import is_locked, owner_pid
 
     try:
         run_dir = cfg.hydra.run.dir

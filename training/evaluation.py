@@ -51,6 +51,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 from omegaconf import MISSING
+from fileio.atomic import write_text_atomic
 
 from envs.config import EnvConfig, make_env
 from envs.rollout import write_video
@@ -151,8 +152,6 @@ class EvaluationResult:
 
 def write_results(result: EvaluationResult, path: str | Path) -> Path:
     """Write the results JSON atomically."""
-    from training.checkpoints import write_text_atomic
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(result.to_dict(), indent=2))

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from fileio.atomic import write_text_atomic
+
 MODES = ("online", "offline", "disabled")
 
 
@@ -134,7 +136,7 @@ def truncate_metrics(path: str | os.PathLike, step: int, key: str = "step") -> i
         else:
             dropped += int(bool(line.strip()))
     if dropped:
-        _replace_text(path, "".join(f"{line}\n" for line in kept))
+        write_text_atomic(path, "".join(f"{line}\n" for line in kept))
     return dropped
 
 
@@ -162,11 +164,6 @@ def truncate_csv(path: str | os.PathLike, step: int, column: str) -> int:
     if dropped:
         out = io.StringIO()
         csv.writer(out, lineterminator="\n").writerows(kept)
-        _replace_text(path, out.getvalue())
+        write_text_atomic(path, out.getvalue())
     return dropped
 
-
-def _replace_text(path: Path, text: str) -> None:
-    from training.datasets.atomic import write_bytes_atomic
-
-    write_bytes_atomic(path, text.encode())

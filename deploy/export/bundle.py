@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +19,7 @@ from deploy.runtime import (
     file_sha256,
 )
 
-from training.datasets.atomic import fsync_dir
+from fileio.atomic import fsync_tree, publish_directory
 
 from .env_info import EnvInfo
 from .plan import ExportPlan
@@ -108,19 +107,8 @@ def write_atomically(output: Path, overwrite: bool, fill: Callable[[Path], Any])
         tmp.mkdir()
         try:
             result = fill(tmp)
-            for path in tmp.iterdir():
-                with open(path, "rb") as f:
-                    os.fsync(f.fileno())
-            fsync_dir(tmp)
-            if output.exists():
-                # os.replace cannot overwrite a non-empty dir: move the old bundle aside, put the new one in place.
-                trash = tmp_name(output, "old")
-                os.replace(output, trash)
-                os.replace(tmp, output)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                os.replace(tmp, output)
-            fsync_dir(output.parent)
+            fsync_tree(tmp)
+            publish_directory(tmp, output, trash=tmp_name(output, "old"))
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -9,8 +9,8 @@ from typing import Any
 from torch import nn
 
 from envs.config import EnvConfig
+from fileio.digest import sha256_file
 from training.checkpoints import META_FILE, read_checkpoint
-from training.datasets.checksums import sha256_file
 
 IMITATION_TYPES = ("act", "diffusion", "mlp")
 SB3_TYPE = "sb3"

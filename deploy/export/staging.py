@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from training.datasets.locks import DirectoryLock, LockHeldError, pid_alive
+from fileio.locks import DirectoryLock, LockHeldError, pid_alive
 
 
 class OutputExistsError(FileExistsError, ValueError):

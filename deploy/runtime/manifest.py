@@ -717,6 +717,7 @@ def write_manifest(bundle_dir: str | os.PathLike, manifest: Manifest) -> Path:
     data = json.loads(json.dumps(manifest.to_dict(), allow_nan=False))  # plain JSON types: what a reader sees
     Manifest.from_dict(data, where=f"manifest for {bundle_dir}")  # round-trip check
     verify_model_files(bundle_dir, manifest)
+    # Its own atomic write, not fileio's: the runtime must run alone (numpy, onnxruntime, the standard library).
     data[SELF_DIGEST_KEY] = manifest_digest(data)
     target = bundle_dir / MANIFEST_FILE
     fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST_FILE}.", suffix=".tmp", dir=bundle_dir)

@@ -26,7 +26,7 @@ import toy_env_for_datasets as toy  # noqa: E402
 
 from training.datasets import DatasetMeta, DatasetWriter, LockHeldError, atomic, load_numeric  # noqa: E402
 from apps.recording import CollectConfig, collect  # noqa: E402
-from training.datasets.locks import owner_pid  # noqa: E402
+from fileio.locks import owner_pid  # noqa: E402
 from training.datasets.verify import verify_dataset  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(DATASET_TESTS)]), "WANDB_MODE": "disabled",

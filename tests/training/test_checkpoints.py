@@ -19,7 +19,7 @@ from training.checkpoints import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from training.datasets.locks import LockHeldError
+from fileio.locks import LockHeldError
 
 
 def write_weights(payload: bytes):

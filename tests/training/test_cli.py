@@ -137,7 +137,7 @@ def test_a_cuda_index_beyond_the_machine_is_refused(monkeypatch):
 
 def test_a_run_dir_that_a_live_training_holds_is_refused_before_hydra_writes_into_it(tmp_path):
     """Hydra copies .hydra/ into hydra.run.dir before the job takes its lock: the check comes first, in preflight."""
-    from training.datasets.locks import DirectoryLock
+    from fileio.locks import DirectoryLock
     from training.imitation.config import from_hydra, register_configs
 
     register_configs()  # the structured schemas train.yaml composes, as scripts/train.py registers them

@@ -6,13 +6,14 @@ observation_to_dataset) do not pay for torch, PyAV or pyarrow imports they never
 
 import importlib
 
+from fileio.locks import LockHeldError  # light (standard library only): no need to defer it
+
 _EXPORTS = {
     "CODEBASE_VERSION": "format",
     "CorruptFileError": "format",
     "DatasetFormatError": "format",
     "SchemaMismatchError": "format",
     "ChecksumMismatchError": "checksums",
-    "LockHeldError": "locks",
     "load_images": "image_cache",
     "observation_to_dataset": "observations",
     "DatasetMeta": "reader",
@@ -24,10 +25,10 @@ _EXPORTS = {
     "DatasetWriter": "writer",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "LockHeldError"])
 
 
-_MODULES = ("checksums", "locks")
+_MODULES = ("checksums",)
 
 
 def __getattr__(name: str):

@@ -1,4 +1,4 @@
-"""Crash-safe commits: files are staged in full, a journal names them, then they are renamed into place."""
+"""Crash-safe dataset commits: files are staged in full, a journal names them, then they are renamed into place."""
 
 from __future__ import annotations
 
@@ -9,74 +9,18 @@ import shutil
 import uuid
 from pathlib import Path
 
-from .locks import pid_alive
+from fileio.atomic import fsync_dir, fsync_file, temp_owner, write_json_atomic
+from fileio.locks import pid_alive
 
 JOURNAL_NAME = ".commit-journal.json"
 STAGING_DIR = ".staging"
-# Scratch names carry their writer's pid, so a cleanup can tell a dead writer's leftovers from a live one's work.
-_TMP_FILE = re.compile(r"^\..+\.(\d+)-[0-9a-f]{32}\.tmp$")
+# Staging areas carry their writer's pid, so a cleanup can tell a dead writer's leftovers from a live one's work.
 _STAGING = re.compile(r"^(\d+)-[0-9a-f]{32}$")
 
 
-def is_temp_name(name: str) -> bool:
-    return _TMP_FILE.match(name) is not None
-
-
-def is_dead_temp(name: str) -> bool:
-    """A scratch file named by temp_path whose writer is gone."""
-    match = _TMP_FILE.match(name)
-    return match is not None and not pid_alive(int(match.group(1)))
-
-
-def _owner_alive(match: re.Match | None) -> bool:
+def _alive(pid: int | None) -> bool:
     """False for leftovers of a dead writer, and for names without a pid (written by an older version)."""
-    return match is not None and pid_alive(int(match.group(1)))
-
-
-def temp_path(path: Path) -> Path:
-    """A scratch file beside ``path`` for write-then-rename, named after this process."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex}.tmp")
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    # Directory fsync makes the rename itself durable; some filesystems refuse it, which is harmless.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    write_bytes_atomic(path, json.dumps(obj, indent=4, ensure_ascii=False).encode())
+    return pid is not None and pid_alive(pid)
 
 
 class Commit:
@@ -159,7 +103,8 @@ def recover(root: Path, clean_staging: bool = True) -> bool:
     staging_root = root / STAGING_DIR
     if staging_root.is_dir():
         for area in staging_root.iterdir():
-            if not _owner_alive(_STAGING.match(area.name)):
+            match = _STAGING.match(area.name)
+            if not _alive(int(match.group(1)) if match else None):
                 shutil.rmtree(area, ignore_errors=True)
                 changed = True
         try:
@@ -167,7 +112,7 @@ def recover(root: Path, clean_staging: bool = True) -> bool:
         except OSError:
             pass  # a live writer's area is still inside
     for tmp in root.glob("**/.*.tmp"):
-        if not _owner_alive(_TMP_FILE.match(tmp.name)):
+        if not _alive(temp_owner(tmp.name)):
             tmp.unlink(missing_ok=True)
             changed = True
     return changed

@@ -11,7 +11,6 @@ mismatch of some innocent data file. Verification hashes a file at most once per
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -19,33 +18,18 @@ import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from fileio.digest import json_sha256, sha256_file
+
 from .format import CorruptFileError
 
 CHECKSUMS_PATH = "meta/checksums.json"
 FORMAT = "cerebellum.checksums/1"
-_BLOCK = 1 << 20
 
 log = logging.getLogger(__name__)
 
 
 class ChecksumMismatchError(CorruptFileError):
     """A dataset file's bytes differ from the sha256 (or size) recorded when it was written."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(_BLOCK)
-        view = memoryview(buf)
-        while n := f.readinto(buf):
-            digest.update(view[:n])
-    return digest.hexdigest()
-
-
-def json_sha256(obj: object) -> str:
-    """sha256 of an object's canonical JSON (sorted keys, no whitespace, ASCII): the same digest whoever wrote it."""
-    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _files_digest(files: Mapping[str, Mapping[str, object]]) -> str:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import is_dead_temp, temp_path, write_json_atomic
+from fileio.atomic import is_dead_temp, temp_path, write_json_atomic
+
 from .format import CorruptFileError, DatasetFormatError, image_layout
 from .reader import DatasetMeta, column_to_numpy, describe_episodes, read_parquet
 from .video import decode_video

@@ -12,8 +12,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fileio.locks import is_locked
+
 from . import atomic, checksums
-from .locks import is_locked
 from .format import (
     COLLECTION_PATH,
     EPISODES_DIR,

@@ -23,6 +23,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fileio.atomic import is_temp_name, write_json_atomic
+from fileio.locks import LOCK_NAME, DirectoryLock
+
 from . import atomic, checksums
 from .format import (
     CODEBASE_VERSION,
@@ -47,7 +50,6 @@ from .format import (
     is_visual,
     vector_width,
 )
-from .locks import LOCK_NAME, DirectoryLock
 from .reader import DatasetMeta, load_numeric
 from .stats import DEFAULT_RESERVOIR_SIZE, ImageStats, StatsAccumulator, episode_stats, stats_to_json
 from .video import VideoConfig, VideoStreamWriter, codec_name, resolve_codec
@@ -195,14 +197,14 @@ class DatasetWriter:
             if (root / INFO_PATH).exists():
                 raise FileExistsError(f"{root} already holds a dataset; open it with DatasetWriter.open to append")
             ours = (atomic.STAGING_DIR, atomic.JOURNAL_NAME, LOCK_NAME)
-            if any(p.name not in ours and not atomic.is_temp_name(p.name) for p in root.iterdir()):
+            if any(p.name not in ours and not is_temp_name(p.name) for p in root.iterdir()):
                 raise FileExistsError(f"{root} exists and is not empty; choose a new directory for the dataset")
             atomic.recover(root)
             if collection is not None:
-                atomic.write_json_atomic(root / COLLECTION_PATH, dict(collection))
-            atomic.write_json_atomic(root / INFO_PATH, info)
+                write_json_atomic(root / COLLECTION_PATH, dict(collection))
+            write_json_atomic(root / INFO_PATH, info)
             files = checksums.compute(root, [INFO_PATH] + ([COLLECTION_PATH] if collection is not None else []))
-            atomic.write_json_atomic(root / checksums.CHECKSUMS_PATH, checksums.manifest(files))
+            write_json_atomic(root / checksums.CHECKSUMS_PATH, checksums.manifest(files))
             accumulator = StatsAccumulator(_stat_kinds(full), reservoir_size=reservoir_size, seed=stats_seed)
             positions = {"data": 0, "meta": 0, **{k: 0 for k, f in full.items() if f["dtype"] == "video"}}
             return cls(root, info, [], accumulator, positions, commit_every, video, lock, files)

@@ -18,11 +18,12 @@ from omegaconf import OmegaConf
 from policies.factory import make_policy
 from policies.interface import Policy
 from training import distributed
-from training.checkpoints import latest_checkpoint, lock_run_dir, write_text_atomic
+from fileio.atomic import write_text_atomic
+from fileio.locks import DirectoryLock, LockHeldError
+from training.checkpoints import latest_checkpoint, lock_run_dir
 from training.datasets import DatasetMeta, WindowDataset
 from training.datasets.format import STATS_PATH
 from training.datasets.observations import ObservationMapping
-from training.datasets.locks import DirectoryLock, LockHeldError
 from training.distributed import DistributedContext
 from training.evaluation import EvaluationResult, evaluate, make_eval_envs, write_results
 from training.imitation import hardware

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from dataset_test_utils import STATE_FEATURES, make_episode
 
+from fileio.locks import LOCK_NAME, DirectoryLock, is_locked, owner_pid, pid_alive
 from training.datasets import DatasetWriter, LockHeldError
-from training.datasets.locks import LOCK_NAME, DirectoryLock, is_locked, owner_pid, pid_alive
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -39,7 +39,7 @@ def test_release_removes_the_lock_file_and_a_directory_it_created_empty(tmp_path
 
 def test_a_killed_holders_stale_lock_file_does_not_block(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from training.datasets.locks import DirectoryLock; "
+        [sys.executable, "-c", "import time; from fileio.locks import DirectoryLock; "
          f"held = DirectoryLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); time.sleep(60)"],
         cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
