@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
 
+from envs.base import MujocoTaskEnv
 from envs.randomization import DomainRandomizationConfig
 from envs.modules import import_user_module
 from envs.validation import check_choice, check_int, did_you_mean
@@ -118,9 +120,7 @@ def make_env(config: EnvConfig | Mapping[str, Any], **overrides: Any) -> gym.Env
     Our tasks get our options (obs_mode, randomization, cameras, ...) plus `kwargs`; a foreign env gets `kwargs`
     verbatim and refuses any of our options set to a non-default value, naming it (it could not honour it).
     """
-    import envs  # noqa: F401  (registration)
-
-    cfg = EnvConfig.from_any(config)
+    cfg = EnvConfig.from_any(config)  # our tasks are registered: importing envs.config ran envs/__init__
     for module in cfg.import_modules:
         try:
             import_user_module(module, "env.import_modules")
@@ -157,10 +157,6 @@ def accepts_our_options(env_id: str) -> bool:
     well take a `cameras` or `obs_mode` of its own that means something else, and a user's task built on
     MujocoTaskEnv under another namespace honours our options.
     """
-    from gymnasium.envs.registration import load_env_creator
-
-    from envs.base import MujocoTaskEnv
-
     entry = gym.spec(env_id).entry_point
     creator = load_env_creator(entry) if isinstance(entry, str) else entry
     return isinstance(creator, type) and issubclass(creator, MujocoTaskEnv)

@@ -27,6 +27,8 @@ from typing import Any, Callable, Iterator, NoReturn, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from fileio.locks import is_locked, owner_pid
+
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 # Hydra flags that print something instead of running: left to Hydra unchecked.
 _INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun")
@@ -223,10 +225,6 @@ def compose(config_name: str, overrides: Sequence[str], config_dir: Path = CONFI
 def _refuse_locked_run_dir(cfg: DictConfig) -> None:
     """Hydra writes .hydra/ and its log into hydra.run.dir before the job takes its lock: a run pointed at the
     directory a live training holds would overwrite that run's Hydra files, so it is refused here, before Hydra."""
-    from omegaconf.errors import OmegaConfBaseException
-
-    from fileio.locks import is_locked, owner_pid
-
     try:
         run_dir = cfg.hydra.run.dir
     except OmegaConfBaseException:  # unresolvable here; the job reports it

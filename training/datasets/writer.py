@@ -50,6 +50,7 @@ from .format import (
     is_visual,
     vector_width,
 )
+from .image_cache import load_images
 from .reader import DatasetMeta, load_numeric
 from .stats import DEFAULT_RESERVOIR_SIZE, ImageStats, StatsAccumulator, episode_stats, stats_to_json
 from .video import VideoConfig, VideoStreamWriter, codec_name, resolve_codec
@@ -276,8 +277,6 @@ class DatasetWriter:
         acc = StatsAccumulator(kinds, reservoir_size=reservoir_size)
         if meta.total_episodes == 0:
             return acc
-        from .image_cache import load_images
-
         numeric = load_numeric(meta, [k for k, (kind, _) in kinds.items() if kind == "vector"])
         images = {k: load_images(meta, k, in_memory=True) for k, (kind, _) in kinds.items() if kind == "image"}
         starts, ends = meta.episode_column("dataset_from_index"), meta.episode_column("dataset_to_index")
