@@ -1,9 +1,15 @@
-"""Turning predicted action chunks into one action per control step: a chunk queue or ACT's temporal ensembling."""
+"""Turning predicted action chunks into one action per control step: a chunk queue or ACT's temporal ensembling,
+and ChunkExecutor, which runs a policy that way in n environments at once (the torch mirror of the runtime's
+ChunkRunner scheduling: n_action_steps, chunk_offset, temporal ensembling, observation history)."""
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections import deque
+from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -106,3 +112,99 @@ def make_executor(n_action_steps: int, chunk_length: int, temporal_ensemble_coef
     if temporal_ensemble_coeff is None:
         return ActionQueue(n_action_steps)
     return TemporalEnsembler(temporal_ensemble_coeff, chunk_length)
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    for p in module.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+class ChunkExecutor:
+    """One action per step for each of `n_envs` environments from a policy's chunks.
+
+    The environments start episodes at different times, so each keeps its own observation history and action queue
+    (or ensembler); the policy is asked for chunks only for those that need one, in one batch. Sampling noise
+    (Diffusion) comes from a generator per environment seeded from (seed, env index, episode count), so a run never
+    touches torch's global RNG and two runs with the same settings agree.
+    `observation_map`: turns what __call__ receives into {policy input key: (n_envs, *shape) array}, e.g. a vector
+    env's observations into dataset keys; identity when None.
+    """
+
+    def __init__(self, policy, n_envs: int = 1, seed: int = 0,
+                 observation_map: Callable[[Any], Mapping[str, Any]] | None = None):
+        if n_envs < 1:
+            raise ValueError(f"n_envs must be >= 1, got {n_envs}")
+        self.policy = policy.eval()
+        self.n_envs = n_envs
+        self.seed = int(seed)
+        self.observation_map = observation_map
+        self.device = _device_of(policy)
+        self.keys = list(policy.input_specs)
+        self.n_obs_steps = policy.config.n_obs_steps
+        # Diffusion takes its initial noise (B, horizon, A) as an argument; other policies are deterministic.
+        self._noise_horizon = (
+            getattr(policy.config, "horizon", None)
+            if "noise" in inspect.signature(policy.predict_chunk).parameters
+            else None
+        )
+        self._episodes = [0] * n_envs
+        self._history: list[deque] = [deque(maxlen=self.n_obs_steps) for _ in range(n_envs)]
+        self._executors = [self._new_executor() for _ in range(n_envs)]
+        self._generators = [torch.Generator() for _ in range(n_envs)]
+        for i in range(n_envs):
+            self.reset(i)
+
+    def _new_executor(self):
+        c = self.policy.config
+        return make_executor(c.n_action_steps, self.policy.chunk_length, c.temporal_ensemble_coeff)
+
+    def reset(self, env_index: int) -> None:
+        """Start a new episode in environment `env_index`."""
+        i = int(env_index)
+        self._history[i].clear()
+        self._executors[i] = self._new_executor()
+        seed = np.random.SeedSequence([self.seed, i, self._episodes[i]]).generate_state(1)[0]
+        self._generators[i].manual_seed(int(seed))
+        self._episodes[i] += 1
+
+    def _inputs(self, observations: Any) -> dict[str, Tensor]:
+        data = observations if self.observation_map is None else self.observation_map(observations)
+        missing = [k for k in self.keys if k not in data]
+        if missing:
+            raise ValueError(f"the {self.policy.name} policy reads {missing}, which the environment does not observe "
+                             f"(it yields {sorted(data)}); build the env with the observation mode and cameras the "
+                             "policy was trained with")
+        out = {}
+        for k in self.keys:
+            x = data[k]
+            x = x if isinstance(x, Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+            if x.shape[0] != self.n_envs:
+                raise ValueError(f"{k!r} has {x.shape[0]} rows (shape {tuple(x.shape)}), one per environment "
+                                 f"expected ({self.n_envs})")
+            out[k] = x.to(self.device)
+        return out
+
+    @torch.inference_mode()
+    def __call__(self, observations: Any) -> np.ndarray:
+        """This step's observations of every environment -> their actions, float32 (n_envs, A) on the CPU."""
+        batch = self._inputs(observations)
+        for i in range(self.n_envs):
+            step = {k: v[i] for k, v in batch.items()}
+            history = self._history[i]
+            while len(history) < self.n_obs_steps - 1:
+                history.append(step)  # first step of an episode: pad the window with it, as the dataset does
+            history.append(step)
+        need = [i for i in range(self.n_envs) if self._executors[i].needs_chunk()]
+        if need:
+            window = {k: torch.stack([torch.stack([h[k] for h in self._history[i]]) for i in need]) for k in self.keys}
+            kwargs = {}
+            if self._noise_horizon is not None:
+                shape = (self._noise_horizon, self.policy.action_dim)
+                noise = torch.stack([torch.randn(shape, generator=self._generators[i]) for i in need])
+                kwargs["noise"] = noise.to(self.device)
+            chunks = self.policy.predict_chunk(window, **kwargs)
+            for j, i in enumerate(need):
+                self._executors[i].add_chunk(chunks[j : j + 1])
+        actions = torch.cat([self._executors[i].pop() for i in range(self.n_envs)])
+        return actions.to(device="cpu", dtype=torch.float32).numpy()

@@ -6,7 +6,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from policies.features import ACTION_KEY, FeatureKind, specs_from_shapes
 from policies.normalization import validate_mapping
@@ -35,9 +35,15 @@ class PolicyConfig:
     optimizer_lr: float = 1e-4
     optimizer_weight_decay: float = 1e-4
 
-    # Registry name the subclass must carry in `type`.
+    family: ClassVar[str]  # set by policies.registry.register_config
+
     def expected_type(self) -> str:
-        raise NotImplementedError
+        """The family name the subclass registered under, which `type` must carry."""
+        family = getattr(type(self), "family", None)
+        if family is None:
+            raise TypeError(f"{type(self).__name__} is not a registered policy config: decorate it with "
+                            "@policies.registry.register_config(<name>)")
+        return family
 
     def chunk_length(self) -> int:
         """Number of future actions predict_chunk returns, starting at the current step."""

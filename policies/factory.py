@@ -1,17 +1,18 @@
-"""Policy registry (name -> config class, policy class), construction from dataset features/stats, save and load."""
+"""Policies by family name (policies.registry): construction from dataset features/stats, save and load."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fileio.atomic import write_bytes_atomic
+from policies import registry
 from policies.config import PolicyConfig
 from policies.features import policy_features_from_dataset
 from policies.interface import Policy
@@ -21,54 +22,21 @@ WEIGHTS_FILE = "model.safetensors"
 FORMAT_VERSION = 1
 
 
-def _config_registry() -> dict[str, type[PolicyConfig]]:
-    # Config modules are light (no diffusers): Hydra apps can register the schemas without loading the models.
-    from policies.act.config import ACTConfig
-    from policies.diffusion.config import DiffusionConfig
-    from policies.mlp.config import MLPConfig
-
-    return {"act": ACTConfig, "diffusion": DiffusionConfig, "mlp": MLPConfig}
-
-
-def _policy_class(name: str) -> type[Policy]:
-    if name == "act":
-        from policies.act.model import ACTPolicy
-
-        return ACTPolicy
-    if name == "diffusion":
-        from policies.diffusion.model import DiffusionPolicy
-
-        return DiffusionPolicy
-    if name == "mlp":
-        from policies.mlp.model import MLPPolicy
-
-        return MLPPolicy
-    raise ValueError(f"unknown policy type {name!r}; available: {available_policies()}")
-
-
 def available_policies() -> list[str]:
-    return sorted(_config_registry())
+    return sorted(registry.config_classes())
 
 
 def policy_config_classes() -> dict[str, type[PolicyConfig]]:
     """name -> config dataclass, for registering Hydra structured configs in the ConfigStore."""
-    return dict(_config_registry())
-
-
-def _config_class(name: str) -> type[PolicyConfig]:
-    registry = _config_registry()
-    if name not in registry:
-        raise ValueError(f"unknown policy type {name!r}; available: {sorted(registry)}")
-    return registry[name]
+    return registry.config_classes()
 
 
 def get_policy_class(name: str) -> type[Policy]:
-    _config_class(name)
-    return _policy_class(name)
+    return registry.policy_class(name)
 
 
 def make_policy_config(name: str, **overrides: Any) -> PolicyConfig:
-    return _config_class(name).from_dict({**overrides, "type": name})
+    return registry.config_class(name).from_dict({**overrides, "type": name})
 
 
 def config_from_dict(data: Mapping[str, Any]) -> PolicyConfig:
@@ -84,7 +52,7 @@ def config_from_dict(data: Mapping[str, Any]) -> PolicyConfig:
         raise ValueError(f"a policy config must be a mapping, got {type(data).__name__}")
     if "type" not in data:
         raise ValueError(f"policy config has no 'type' field (one of {available_policies()}); keys: {sorted(data)}")
-    return _config_class(str(data["type"])).from_dict(data)
+    return registry.config_class(str(data["type"])).from_dict(data)
 
 
 def config_to_dict(config: PolicyConfig) -> dict[str, Any]:
@@ -155,18 +123,12 @@ def policy_from_state_dict(config: PolicyConfig | Mapping[str, Any], state_dict:
     return policy
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def import_recorded_family(meta: Mapping[str, Any]) -> None:
+    """Import the family module a saved policy config records, unless its type is registered already (policies
+    saved before the record carry no module: they are built-in families)."""
+    module = meta.get("module")
+    if isinstance(module, str) and meta.get("type") not in registry.config_classes():
+        registry.import_family(module)
 
 
 def policy_state_dict(policy: Policy) -> dict[str, torch.Tensor]:
@@ -180,9 +142,11 @@ def save_policy(policy: Policy, directory: str | os.PathLike) -> Path:
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write_bytes(out / WEIGHTS_FILE, save(policy_state_dict(policy), metadata={"policy_type": policy.name}))
-    meta = {"format_version": FORMAT_VERSION, "type": policy.name, "config": config_to_dict(policy.config)}
-    _atomic_write_bytes(out / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+    write_bytes_atomic(out / WEIGHTS_FILE, save(policy_state_dict(policy), metadata={"policy_type": policy.name}))
+    # "module": where the family registers, so a fresh process can import a family from outside `policies`.
+    meta = {"format_version": FORMAT_VERSION, "type": policy.name, "module": type(policy.config).__module__,
+            "config": config_to_dict(policy.config)}
+    write_bytes_atomic(out / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
     return out
 
 
@@ -206,6 +170,7 @@ def load_policy(
             f"{config_path}: unsupported format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}"
         )
     kind = meta.get("type")
+    import_recorded_family(meta)
     if expected_type is not None and kind != expected_type:
         raise ValueError(f"{src} holds a {kind!r} policy, expected {expected_type!r}")
     config = dict(meta.get("config", {}))
@@ -221,6 +186,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "get_policy_class",
+    "import_recorded_family",
     "load_policy",
     "make_policy",
     "make_policy_config",

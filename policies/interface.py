@@ -1,16 +1,15 @@
-"""The common Policy base: input checking, normalization, loss / chunk prediction, and step-wise execution."""
+"""The common Policy base: input checking, normalization, loss and chunk prediction (step-wise execution:
+policies.chunking.ChunkExecutor)."""
 
 from __future__ import annotations
 
 import abc
-from collections import deque
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from policies.chunking import make_executor
 from policies.config import PolicyConfig
 from policies.features import ACTION_KEY, FeatureKind, FeatureSpec, specs_from_shapes
 from policies.normalization import Normalizer
@@ -47,7 +46,6 @@ class Policy(nn.Module, abc.ABC):
         self.action_spec: FeatureSpec = specs_from_shapes(config.output_features)[ACTION_KEY]
         self.input_normalizer = Normalizer(self.input_specs, config.normalization_mapping, stats)
         self.action_normalizer = Normalizer({ACTION_KEY: self.action_spec}, config.normalization_mapping, stats)
-        self.reset()
 
     # ----- feature helpers -------------------------------------------------------------------------------------
 
@@ -152,35 +150,6 @@ class Policy(nn.Module, abc.ABC):
         chunk = self.predict_normalized_chunk(self.prepare_observations(observations))
         return self.action_normalizer.unnormalize({ACTION_KEY: chunk})[ACTION_KEY]
 
-    def reset(self) -> None:
-        """Forget observation history and queued / ensembled actions (call at every episode start)."""
-        self._history: deque[dict[str, Tensor]] = deque(maxlen=self.config.n_obs_steps)
-        self._executor = make_executor(
-            self.config.n_action_steps, self.chunk_length, self.config.temporal_ensemble_coeff
-        )
-
-    @torch.no_grad()
-    def select_action(self, observation: Mapping[str, Tensor]) -> Tensor:
-        """One control step: single-step raw observation (B, ...) -> raw action (B, A)."""
-        device = self._device()
-        step = {}
-        for key in self.input_specs:
-            if key not in observation:
-                raise ValueError(f"{self.name} policy: observation {key!r} missing; it has {sorted(observation)}")
-            x = observation[key]
-            if not isinstance(x, Tensor):
-                raise ValueError(f"{self.name} policy: {key!r} must be a torch.Tensor, got {type(x).__name__}")
-            step[key] = x.to(device)
-        if not self._history:
-            # First step of an episode: the history window is filled with copies of it (as the dataset pads).
-            for _ in range(self.config.n_obs_steps - 1):
-                self._history.append(step)
-        self._history.append(step)
-        if self._executor.needs_chunk():
-            window = {key: torch.stack([h[key] for h in self._history], dim=1) for key in self.input_specs}
-            self._executor.add_chunk(self.predict_chunk(window))
-        return self._executor.pop()
-
     def after_optimizer_step(self) -> None:
         """Hook the trainer calls after every optimizer step (EMA updates); no-op by default."""
 
@@ -191,8 +160,3 @@ class Policy(nn.Module, abc.ABC):
         """AdamW parameter groups with this policy's learning-rate defaults (trainable parameters only)."""
         params = [p for p in self.parameters() if p.requires_grad]
         return [{"params": params, "lr": self.config.optimizer_lr, "weight_decay": self.config.optimizer_weight_decay}]
-
-    def _device(self) -> torch.device:
-        for p in self.parameters():
-            return p.device
-        return torch.device("cpu")

@@ -3,8 +3,9 @@
     from deploy.export import ExportConfig, export_checkpoint
     export_checkpoint(ExportConfig(checkpoint="outputs/train/act/...", output="bundles/act"))
 
-One module per policy family (act, mlp, diffusion, sb3) builds the graphs; bundle writes them atomically through
-deploy.runtime's manifest writer; parity checks the result against the checkpoint before it is moved into place.
+Each policy family describes its graphs in policies/<family>/export.py (found through policies.registry); plan turns
+that into the bundle's terms, bundle writes it atomically through deploy.runtime's manifest writer, and parity checks
+the result against the checkpoint before it is moved into place.
 Exports are imported lazily, so reading the config (Hydra, a typo check) does not load torch.
 """
 

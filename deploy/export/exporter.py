@@ -1,4 +1,5 @@
-"""export_checkpoint: any imitation (ACT / Diffusion / MLP) or RL (SB3 actor) checkpoint -> a verified bundle."""
+"""export_checkpoint: an imitation checkpoint of any registered policy family, or an RL one (SB3 actor) -> a verified
+bundle."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import numpy as np
 from deploy.runtime import Manifest, SourceSpec, file_sha256, write_manifest
 
 from envs.config import make_env
+from policies import registry
+from training.checkpoints import package_versions
 from training.datasets.observations import ObservationMapping
 
 from .bundle import TORCHSCRIPT_FILE, action_spec, build_manifest, json_safe, prepare_output, write_atomically
@@ -22,13 +25,9 @@ from .env_info import EnvInfo, read_env_info
 from .graphs import export_onnx, export_torchscript
 from .limits import VELOCITY_SCALE, check_max_velocity, default_max_velocity, observation_bounds
 from .parity import ParityError, ParityReport, check_parity, env_inputs, random_inputs, tolerances
-from .plan import ExportPlan
+from .plan import ExportPlan, export_env, plan_from_description, with_reference
 from .profile import MotionProfile, imitation_profile, rollout_profile
 from .sources import ExportSource, load_source
-
-# bundle policy type -> module with plan(source, env_info, options) -> ExportPlan
-FAMILIES = {"act": "deploy.export.act", "mlp": "deploy.export.mlp", "diffusion": "deploy.export.diffusion",
-            "sb3": "deploy.export.sb3"}
 
 OBSERVATION_NOTES = ("inputs in the robot's raw units: float32 state vectors as the env observes them "
                      "(agent_pos -> observation.state, environment_state -> observation.environment_state, other keys "
@@ -66,15 +65,14 @@ class ExportResult:
 
 
 def make_plan(source: ExportSource, info: EnvInfo, cfg: ExportConfig) -> ExportPlan:
-    if source.policy_type not in FAMILIES:
-        raise ValueError(f"no exporter for policy type {source.policy_type!r}; known: {sorted(FAMILIES)}")
-    return importlib.import_module(FAMILIES[source.policy_type]).plan(source, info, cfg)
+    """The family's export description (policies/<family>/export.py, found through the registry) as a bundle plan."""
+    describe = registry.export_description(source.policy_type)
+    plan = plan_from_description(source.policy_type, describe(source.policy, export_env(info), cfg), info)
+    return with_reference(plan, source.reference)
 
 
 def source_spec(source: ExportSource, info: EnvInfo, plan: ExportPlan, cfg: ExportConfig,
                 extra: dict[str, Any]) -> SourceSpec:
-    from training.checkpoints import package_versions
-
     versions = package_versions()
     for name in ("onnx", "onnxruntime", "onnxscript"):
         try:

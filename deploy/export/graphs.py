@@ -6,34 +6,14 @@ import contextlib
 import io
 import logging
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 import torch
-from torch import Tensor, nn
+
+from policies.export import Graph
 
 from .config import DEFAULT_OPSET
-
-
-
-@dataclass
-class Graph:
-    """One ONNX file of a bundle: the module, its named example inputs (batch 1, fixed shapes) and output name."""
-
-    file: str
-    module: nn.Module
-    input_names: list[str]
-    examples: tuple[Tensor, ...]
-    output: str
-    # "dynamo" (torch.export) or "torchscript" (the tracer-based exporter), see export_onnx.
-    exporter: str = "dynamo"
-
-    def __post_init__(self) -> None:
-        if self.exporter not in ("dynamo", "torchscript"):
-            raise ValueError(f"{self.file}: exporter must be 'dynamo' or 'torchscript', got {self.exporter!r}")
-        if len(self.input_names) != len(self.examples):
-            raise ValueError(f"{self.file}: {len(self.input_names)} input names for {len(self.examples)} examples")
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ import numpy as np
 
 from deploy.runtime import BundlePolicy
 from envs.config import EnvConfig, make_env
+from training.datasets.observations import ObservationMapping
 
 from .config import DEFAULT_ATOL
 from .plan import ExportPlan, input_shape
@@ -68,7 +69,7 @@ def random_inputs(plan: ExportPlan, n: int, rng: np.random.Generator) -> list[In
     for _ in range(n):
         sample = {}
         for f in plan.features:
-            shape = input_shape(f, n_obs)
+            shape = input_shape(tuple(f.shape), n_obs)
             if f.dtype == "uint8":
                 sample[f.key] = rng.integers(0, 256, shape, dtype=np.uint8)
             else:
@@ -83,8 +84,6 @@ def env_inputs(env: EnvConfig, plan: ExportPlan, n: int, seed: int, sim=None) ->
     These come from the env the checkpoint was trained on (the distribution its dataset was recorded from); `sim`:
     an instance of it to use (reset here, left open), else one is built and closed.
     """
-    from training.datasets.observations import ObservationMapping
-
     observation_to_dataset = ObservationMapping.from_env_config(env)  # as the policy was trained
     n_obs = plan.control.n_obs_steps
     keys = [f.key for f in plan.features]

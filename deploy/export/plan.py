@@ -1,24 +1,17 @@
-"""What a policy family hands the bundle writer: graphs, control settings, sampler and a torch reference."""
+"""A family's export description (policies.export) in the bundle's terms: runtime control spec, sampler, features."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
-import numpy as np
-import torch
-
-from deploy.runtime import ControlSpec, DdimSampler, InGraphSampler, ObservationFeature
+from deploy.runtime import ControlSpec, DdimSampler, InGraphSampler, ModelFile, ObservationFeature
+from policies.export import ExportDescription, ExportEnv, Graph, Reference, input_shape
 
 from .env_info import EnvInfo
-from .graphs import Graph
 
-MAIN_FILE = "policy.onnx"
-ACTION_OUTPUT = "action"
-
-# bundle inputs (observation key -> (1, [n_obs,] *shape) array) and optional noise -> the torch checkpoint's chunk
-# from the current step on, (chunk_size - chunk_offset, action_dim), in action units.
-Reference = Callable[[Mapping[str, np.ndarray], "np.ndarray | None"], np.ndarray]
+__all__ = ["ExportPlan", "export_env", "input_shape", "plan_from_description"]
 
 
 @dataclass
@@ -34,38 +27,37 @@ class ExportPlan:
     notes: dict[str, Any] = field(default_factory=dict)  # exporter metadata for manifest source
 
 
-def observation_features(info: EnvInfo, keys: list[str]) -> list[ObservationFeature]:
-    return [info.feature(k) for k in keys]
+def export_env(info: EnvInfo) -> ExportEnv:
+    """The torch-side view of the env a family exports for."""
+    return ExportEnv(env_id=info.env_id, action_dim=info.action_dim,
+                     features={k: (tuple(f.shape), f.dtype) for k, f in info.features.items()})
 
 
-def input_shape(feature: ObservationFeature, n_obs_steps: int) -> tuple[int, ...]:
-    """The runtime's convention: (1, *shape), or (1, n_obs_steps, *shape) with an observation history."""
-    return (1, *feature.shape) if n_obs_steps == 1 else (1, n_obs_steps, *feature.shape)
+def _sampler(spec: dict[str, Any] | None) -> InGraphSampler | DdimSampler | None:
+    if spec is None:
+        return None
+    params = dict(spec)
+    kind = params.pop("type", None)
+    if kind == "in_graph":
+        return InGraphSampler(**params)
+    if kind == "ddim":
+        condition = params.pop("condition_model", None)
+        if condition is not None:  # its sha256 is filled in once the file is written (bundle.build_manifest)
+            params["condition_model"] = ModelFile(sha256="0" * 64, **condition)
+        return DdimSampler(**params)
+    raise ValueError(f"export description names sampler type {kind!r}; the runtime runs 'in_graph' and 'ddim'")
 
 
-def example_inputs(features: list[ObservationFeature], n_obs_steps: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    generator = torch.Generator().manual_seed(seed)
-    out = []
-    for f in features:
-        shape = input_shape(f, n_obs_steps)
-        if f.dtype == "uint8":
-            out.append(torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8))
-        else:
-            out.append(torch.randn(shape, generator=generator, dtype=getattr(torch, f.dtype)))
-    return tuple(out)
+def plan_from_description(policy_type: str, description: ExportDescription, info: EnvInfo) -> ExportPlan:
+    d = description
+    coeff = None if d.temporal_ensemble_coeff is None else float(d.temporal_ensemble_coeff)
+    control = ControlSpec(frequency_hz=info.control_hz, chunk_size=int(d.chunk_size),
+                          n_action_steps=int(d.n_action_steps), n_obs_steps=int(d.n_obs_steps),
+                          chunk_offset=int(d.chunk_offset), temporal_ensemble_coeff=coeff)
+    return ExportPlan(policy_type=policy_type, graphs=list(d.graphs), features=[info.feature(k) for k in d.input_keys],
+                      model_inputs=dict(d.model_inputs), control=control, reference=d.reference,
+                      sampler=_sampler(d.sampler), noise_shape=d.noise_shape, notes=dict(d.notes))
 
 
-def control_spec(info: EnvInfo, *, chunk_size: int, n_action_steps: int, n_obs_steps: int, chunk_offset: int = 0,
-                 temporal_ensemble_coeff: float | None = None) -> ControlSpec:
-    coeff = None if temporal_ensemble_coeff is None else float(temporal_ensemble_coeff)
-    return ControlSpec(frequency_hz=info.control_hz, chunk_size=int(chunk_size), n_action_steps=int(n_action_steps),
-                       n_obs_steps=int(n_obs_steps), chunk_offset=int(chunk_offset), temporal_ensemble_coeff=coeff)
-
-
-def to_torch(inputs: Mapping[str, np.ndarray], keys: list[str], stacked: bool) -> dict[str, torch.Tensor]:
-    """Bundle inputs -> the policy's (B, n_obs, ...) tensors."""
-    out = {}
-    for k in keys:
-        x = torch.from_numpy(np.ascontiguousarray(inputs[k]))
-        out[k] = x if stacked else x.unsqueeze(1)
-    return out
+def with_reference(plan: ExportPlan, reference: Reference | None) -> ExportPlan:
+    return plan if reference is None else dataclasses.replace(plan, reference=reference)

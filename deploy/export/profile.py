@@ -18,6 +18,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from policies.features import ACTION_KEY
+from training.datasets import DatasetMeta, load_numeric
+from training.datasets.observations import ObservationMapping
 from training.datasets.stats import MAX_ABS_DELTA
 
 from .env_info import ENV_STATE_KEY, STATE_KEY
@@ -103,8 +105,6 @@ def max_abs_delta_per_episode(values: np.ndarray, starts: np.ndarray, ends: np.n
 
 def measure_dataset(profile: MotionProfile, root: Path, fps: float, frames: int | None) -> MotionProfile:
     """Fill the speeds `profile` lacks from the dataset at `root` (which must be the one the stats describe)."""
-    from training.datasets import DatasetMeta, load_numeric
-
     meta = DatasetMeta(root)
     if abs(meta.fps - fps) > 1e-6:
         raise ValueError(f"dataset {root} is recorded at {meta.fps} fps, the policy runs at {fps:g} Hz")
@@ -138,8 +138,6 @@ def rollout_profile(sim, plan, fps: float, episodes: int = ROLLOUT_EPISODES, see
     """Run the policy (the plan's torch reference, one chunk per tick) closed loop in `sim` for `episodes` episodes
     and record what it commanded and observed; `mapping`: the env config's ObservationMapping (default mapping when
     None)."""
-    from training.datasets.observations import ObservationMapping
-
     observation_to_dataset = mapping or ObservationMapping()
 
     if plan.control.n_obs_steps != 1 or plan.noise_shape is not None:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 from torch import nn
 
 from envs.config import EnvConfig
 from fileio.digest import sha256_file
+from policies.sb3.actor import DeterministicActor
 from training.checkpoints import META_FILE, read_checkpoint
+from training.datasets.observations import STATE_KEYS
+from training.imitation.checkpoint import DATASET_STATS, read_imitation_checkpoint
+from training.rl.checkpoint import RLCheckpoint, load_policy, read_rl_checkpoint
+from training.rl.policy import SB3VectorPolicy
 
-IMITATION_TYPES = ("act", "diffusion", "mlp")
 SB3_TYPE = "sb3"
 
 
@@ -22,15 +27,17 @@ class ExportSource:
 
     path: Path  # the checkpoint directory (a run dir resolves to its latest checkpoint)
     kind: str  # "imitation" | "rl"
-    policy_type: str  # bundle policy type: "act" | "diffusion" | "mlp" | "sb3"
+    policy_type: str  # the policy family (policies.registry) that describes the export: "act", "sb3", ...
     step: int
     config: dict[str, Any]  # the resolved training config (config.yaml)
     env: EnvConfig  # the env the policy was trained on
-    policy: nn.Module  # imitation: a policies.interface.Policy; rl: training.rl.actor.DeterministicActor
+    policy: nn.Module  # imitation: a policies.interface.Policy; rl: a policies.sb3.actor.DeterministicActor
     metadata: dict[str, Any] = field(default_factory=dict)  # algorithm, checkpoint.json hash, ...
     rl: Any = None  # training.rl.checkpoint.RLCheckpoint for RL checkpoints
     stats_path: Path | None = None  # imitation: the dataset statistics the policy was built with
     dataset_root: str | None = None  # imitation: where the training dataset was (it may be gone)
+    # rl: SB3's own predict() on the checkpoint, the parity reference instead of the exported module itself
+    reference: Callable[..., np.ndarray] | None = None
 
 
 def load_source(path: str | Path) -> ExportSource:
@@ -42,27 +49,44 @@ def load_source(path: str | Path) -> ExportSource:
     ckpt = read_checkpoint(path, verify_files=False)
     meta = {"checkpoint_json_sha256": sha256_file(ckpt.path / META_FILE), "checkpoint_type": ckpt.type}
     if ckpt.kind == "imitation":
-        from training.imitation.checkpoint import DATASET_STATS, read_imitation_checkpoint
-
         ic = read_imitation_checkpoint(ckpt.path)
-        if ic.policy_type not in IMITATION_TYPES:
-            raise ValueError(f"{ckpt.path}: cannot export imitation policy type {ic.policy_type!r}; "
-                             f"exportable: {list(IMITATION_TYPES)}")
         policy = ic.load_policy("cpu").eval()
+        root = ic.config.dataset.root
         return ExportSource(path=ckpt.path, kind="imitation", policy_type=ic.policy_type, step=ic.step,
                             config=dict(ckpt.config), env=ic.config.env, policy=policy, metadata=meta,
-                            stats_path=ic.checkpoint.file(DATASET_STATS), dataset_root=str(ic.config.dataset.root) if ic.config.dataset.root else None)
+                            stats_path=ic.checkpoint.file(DATASET_STATS), dataset_root=str(root) if root else None)
     if ckpt.kind == "rl":
-        from training.rl.actor import build_actor
-        from training.rl.checkpoint import read_rl_checkpoint
-
         rl = read_rl_checkpoint(ckpt.path)
-        if rl.state.get("action_space") is None:
-            raise ValueError(f"{ckpt.path}: the {rl.config.algo.name} policy has a discrete action space; only "
-                             "continuous (Box) actions can be exported to a robot bundle")
-        actor = build_actor(rl, "cpu")
+        actor, reference = sb3_actor(rl)
         meta["algorithm"] = rl.config.algo.name
         return ExportSource(path=ckpt.path, kind="rl", policy_type=SB3_TYPE, step=rl.checkpoint.step,
-                            config=dict(ckpt.config), env=rl.config.env, policy=actor, metadata=meta, rl=rl)
+                            config=dict(ckpt.config), env=rl.config.env, policy=actor, metadata=meta, rl=rl,
+                            reference=reference)
     raise ValueError(f"{ckpt.path} is a {ckpt.kind!r} checkpoint; the exporter reads 'imitation' and 'rl' "
                      "checkpoints")
+
+
+def sb3_actor(rl: RLCheckpoint, device: str = "cpu") -> tuple[DeterministicActor, Callable[..., np.ndarray]]:
+    """The exportable actor of an RL checkpoint (eval mode) and SB3's own predict() on the same loaded policy, as a
+    reference on bundle inputs (observation key -> (1, size) array) -> (1, A)."""
+    bounds = rl.state.get("action_space")
+    if bounds is None:
+        raise ValueError(f"{rl.checkpoint.path}: the {rl.config.algo.name} policy has a discrete action space; only "
+                         "continuous (Box) actions can be exported to a robot bundle")
+    layout = rl.layout
+    unknown = [k for k in layout.keys if k not in STATE_KEYS]
+    if unknown:
+        raise ValueError(f"{rl.checkpoint.path}: observation entries {unknown} have no dataset key; exportable "
+                         f"entries are {sorted(STATE_KEYS)}")
+    keys = [STATE_KEYS[k] for k in layout.keys]
+    policy = load_policy(rl, device)  # built once: the actor and the reference share it
+    actor = DeterministicActor(policy, rl.normalization, np.asarray(bounds["low"]), np.asarray(bounds["high"]),
+                               layout, keys, rl.config.algo.name).to(device).eval()
+    sb3 = SB3VectorPolicy(policy, layout, rl.normalizer)
+    env_keys = {v: k for k, v in STATE_KEYS.items()}
+
+    def reference(inputs, noise=None) -> np.ndarray:
+        obs = {env_keys[k]: np.asarray(inputs[k], np.float32) for k in keys}
+        return np.asarray(sb3(obs), np.float32).reshape(1, -1)
+
+    return actor, reference

@@ -3,7 +3,8 @@
 A bundle is one flat directory: manifest.json plus the ONNX file(s) it names. Version 1 of the format:
 
     {"format": "cerebellum-policy-bundle", "format_version": 1,
-     "policy_type": "act" | "diffusion" | "mlp" | "sb3",
+     "policy_type": "act" (the exporting policy family: a plain identifier, informational; how the bundle runs
+                    depends on control and sampler only),
      "control": {"frequency_hz": 50.0, "chunk_size": 100, "n_action_steps": 100, "n_obs_steps": 1,
                  "chunk_offset": 0, "temporal_ensemble_coeff": null},
      "observation": [{"key": "observation.state", "shape": [14], "dtype": "float32",
@@ -49,7 +50,7 @@ FORMAT_VERSION = 1
 SUPPORTED_FORMAT_VERSIONS = (1,)
 MANIFEST_FILE = "manifest.json"
 
-POLICY_TYPES = ("act", "diffusion", "mlp", "sb3")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 OBSERVATION_DTYPES = ("float32", "float64", "uint8", "int32", "int64")
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 TIMESTEP_DTYPES = ("int64", "int32", "float32")
@@ -449,16 +450,11 @@ def _control(o: _Obj) -> ControlSpec:
     return c
 
 
-def _sampler(top: _Obj, policy_type: str, action_dim: int):
-    if top.get("sampler") is None:  # required key, null for every policy type but diffusion
-        if policy_type == "diffusion":
-            raise ManifestError(f"{top.where}: a diffusion bundle needs a 'sampler' section "
-                                "({'type': 'in_graph'} or {'type': 'ddim', ...}), got null")
+def _sampler(top: _Obj, action_dim: int):
+    if top.get("sampler") is None:  # required key; null: the model's output is the chunk
         return None
     o = top.obj("sampler")
     kind = o.string("type", choices=("in_graph", "ddim"))
-    if policy_type != "diffusion":
-        raise o._err("type", f"only diffusion bundles have a sampler; this is a {policy_type!r} bundle")
     if kind == "in_graph":
         sampler = InGraphSampler(num_inference_steps=o.integer("num_inference_steps", required=False, minimum=1),
                                  noise_input=o.string("noise_input", required=False))
@@ -513,12 +509,14 @@ def _manifest_from_dict(data: Any, where: str) -> Manifest:
         raise UnsupportedFormatVersion(
             f"{where}: format_version {version!r} is not supported by this runtime (it reads "
             f"{list(SUPPORTED_FORMAT_VERSIONS)}); re-export the bundle or use a matching runtime")
-    policy_type = top.string("policy_type", choices=POLICY_TYPES)
+    policy_type = top.string("policy_type")
+    if not _IDENTIFIER.match(policy_type):
+        raise top._err("policy_type", f"expected a plain identifier (letters, digits, _), got {policy_type!r}")
     control = _control(top.obj("control"))
     observation = _observation(top.get("observation"), where)
     action = _action(top.obj("action"))
     model = _model_file(top.obj("model"))
-    sampler = _sampler(top, policy_type, action.dim)
+    sampler = _sampler(top, action.dim)
     source_obj = top.obj("source")
     checkpoint = source_obj.string("checkpoint")
     config = source_obj.get("config")
@@ -717,9 +715,9 @@ def write_manifest(bundle_dir: str | os.PathLike, manifest: Manifest) -> Path:
     data = json.loads(json.dumps(manifest.to_dict(), allow_nan=False))  # plain JSON types: what a reader sees
     Manifest.from_dict(data, where=f"manifest for {bundle_dir}")  # round-trip check
     verify_model_files(bundle_dir, manifest)
-    # Its own atomic write, not fileio's: the runtime must run alone (numpy, onnxruntime, the standard library).
     data[SELF_DIGEST_KEY] = manifest_digest(data)
     target = bundle_dir / MANIFEST_FILE
+    # Its own atomic write, not fileio's: the runtime must run alone (numpy, onnxruntime, the standard library).
     fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST_FILE}.", suffix=".tmp", dir=bundle_dir)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -7,23 +7,17 @@ from typing import Optional
 
 from policies.backbones import NORMS
 from policies.config import PolicyConfig
+from policies.registry import register_config
 
 ACTIVATIONS = ("relu", "gelu")
 
 
+@register_config("act")
 @dataclass
 class ACTConfig(PolicyConfig):
-    """ACT hyper-parameters; defaults follow the paper / LeRobot except the transformer width.
-
-    Width: the budget is 5 ms per chunk (torch, batch 1, one CPU thread, state observations). The paper-size
-    transformer (dim_model 512, dim_feedforward 3200) takes ~22 ms in LeRobot and ~30 ms in ours on this shared
-    2-core CPU. At batch 1 the time goes to streaming the encoder's weights (each used for a handful of tokens)
-    and to the feed-forward of the 100 decoder queries, both set by the width: 192/768 measured 4.9 ms on a quiet
-    machine and 5.4 ms at load 3, too close to the budget. 128/512 keeps the paper's depth (4 encoder layers, 1
-    decoder layer, 8 heads), chunking and CVAE at 55-60% of that time (benchmarks/bench_policy_inference.py), and is
-    the width that reaches 100% on TransferCube and drives the PickCube quick start
-    (benchmarks/bench_act_transfer_cube.py, deploy/pipeline.py). Set dim_model=512, dim_feedforward=3200 for the
-    paper size.
+    """ACT hyper-parameters; defaults follow the paper / LeRobot except the transformer width: 128/512 (the paper's
+    512/3200 misses the per-chunk CPU budget; figures in benchmarks/README.md). The paper's depth, chunking and CVAE
+    are kept. Set dim_model=512, dim_feedforward=3200 for the paper size.
     """
 
     type: str = "act"
@@ -59,9 +53,6 @@ class ACTConfig(PolicyConfig):
     optimizer_lr: float = 1e-4
     optimizer_weight_decay: float = 1e-4
     optimizer_lr_backbone: float = 1e-5
-
-    def expected_type(self) -> str:
-        return "act"
 
     def chunk_length(self) -> int:
         return self.chunk_size

@@ -14,6 +14,7 @@ from policies.act.config import ACTConfig
 from policies.backbones import ResNet18, load_backbone_weights
 from policies.features import ENV_STATE_KEY, STATE_KEY
 from policies.interface import Policy
+from policies.registry import register_policy
 
 
 def sine_embedding_1d(length: int, dim: int) -> Tensor:
@@ -283,11 +284,8 @@ class ACTNetwork(nn.Module):
         """The first decoder layer up to its cross-attention: state after self-attention (1, 1, D) and the projected
         cross-attention queries (1, n_heads, chunk, head_dim); batch rows instead of 1 when training with dropout.
 
-        The decoder input is zero (DETR), so both depend on the weights alone, never on the observation. At
-        inference they are computed once and reused until a weight they depend on changes (tracked through the
-        tensors' version counters, which every in-place update -- optimizer step, load_state_dict -- bumps). This
-        saves the chunk x dim_model x dim_model query projection and a few small ops per call. Training, autograd
-        and graph capture (torch.export or the TorchScript tracer, for ONNX) always take the plain path.
+        The decoder input is zero (DETR), so both depend on the weights alone: at inference they are cached until a
+        weight's version counter changes. Training, autograd and graph capture take the plain path.
         """
         layer = self.decoder_layers[0]
         query_pos = self.query_pos.weight[None]
@@ -314,8 +312,8 @@ class ACTNetwork(nn.Module):
         return [self.query_pos.weight] + [p for m in modules for p in m.parameters(recurse=False)]
 
 
+@register_policy("act")
 class ACTPolicy(Policy):
-    name = "act"
     config_class = ACTConfig
 
     def __init__(self, config: ACTConfig, stats: Mapping[str, Any] | None = None):

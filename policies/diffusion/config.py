@@ -7,6 +7,7 @@ from typing import Optional
 
 from policies.backbones import NORMS
 from policies.config import PolicyConfig
+from policies.registry import register_config
 from policies.features import ENV_STATE_KEY, STATE_KEY
 
 INFERENCE_SCHEDULERS = ("ddim", "dpm_solver", "ddpm")
@@ -14,6 +15,7 @@ PREDICTION_TYPES = ("epsilon", "sample")
 BETA_SCHEDULES = ("squaredcos_cap_v2", "linear", "scaled_linear")
 
 
+@register_config("diffusion")
 @dataclass
 class DiffusionConfig(PolicyConfig):
     """Diffusion Policy hyper-parameters; defaults follow the paper / LeRobot except the UNet size.
@@ -77,9 +79,6 @@ class DiffusionConfig(PolicyConfig):
 
     optimizer_lr: float = 1e-4
     optimizer_weight_decay: float = 1e-6
-
-    def expected_type(self) -> str:
-        return "diffusion"
 
     def chunk_length(self) -> int:
         # Actions from the current step to the end of the horizon (the first n_obs_steps - 1 are in the past).

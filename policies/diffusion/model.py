@@ -17,6 +17,7 @@ from policies.diffusion.config import DiffusionConfig
 from policies.diffusion.unet import ConditionalUnet1d
 from policies.features import ENV_STATE_KEY, STATE_KEY
 from policies.interface import Policy
+from policies.registry import register_policy
 
 
 def make_noise_scheduler(config: DiffusionConfig, kind: str):
@@ -96,8 +97,8 @@ class DiffusionNetwork(nn.Module):
         return torch.cat(parts, dim=-1).flatten(1)
 
 
+@register_policy("diffusion")
 class DiffusionPolicy(Policy):
-    name = "diffusion"
     config_class = DiffusionConfig
 
     def __init__(self, config: DiffusionConfig, stats: Mapping[str, Any] | None = None):

@@ -7,11 +7,13 @@ from typing import Optional
 
 from policies.backbones import NORMS
 from policies.config import PolicyConfig
+from policies.registry import register_config
 
 LOSSES = ("l1", "mse")
 ACTIVATIONS = ("relu", "gelu", "mish")
 
 
+@register_config("mlp")
 @dataclass
 class MLPConfig(PolicyConfig):
     type: str = "mlp"
@@ -35,9 +37,6 @@ class MLPConfig(PolicyConfig):
 
     optimizer_lr: float = 1e-3
     optimizer_weight_decay: float = 1e-4
-
-    def expected_type(self) -> str:
-        return "mlp"
 
     def chunk_length(self) -> int:
         return self.chunk_size

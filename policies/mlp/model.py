@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from policies.backbones import ImageEncoder, load_backbone_weights
 from policies.features import ENV_STATE_KEY, STATE_KEY
 from policies.interface import Policy
+from policies.registry import register_policy
 from policies.mlp.config import MLPConfig
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "mish": nn.Mish}
@@ -53,8 +54,8 @@ class MLPNetwork(nn.Module):
         return self.mlp(x).reshape(x.shape[0], self.chunk_size, self.action_dim)
 
 
+@register_policy("mlp")
 class MLPPolicy(Policy):
-    name = "mlp"
     config_class = MLPConfig
 
     def __init__(self, config: MLPConfig, stats: Mapping[str, Any] | None = None):

@@ -143,8 +143,8 @@ def _delete(path):
     (_set(["model", "sha256"], "abc"), ManifestError, "64 lowercase hex digits"),
     (_set(["model", "inputs"], {"observation.wrist": "state_in"}), ManifestError,
      r"unmapped observation keys: \['observation.state'\]"),
-    (_set(["policy_type"], "diffusion"), ManifestError, "a diffusion bundle needs a 'sampler' section"),
-    (_set(["sampler"], {"type": "in_graph"}), ManifestError, "only diffusion bundles have a sampler"),
+    (_set(["policy_type"], "my policy"), ManifestError, "policy_type: expected a plain identifier"),
+    (_set(["policy_type"], 3), ManifestError, "policy_type: expected a non-empty string"),
     (_set(["action", "initial_from"], {"key": "observation.state", "indices": [0, 5]}), ManifestError,
      "initial_from.indices"),
     (_delete(["source", "config"]), ManifestError, "missing required key 'source.config'"),
@@ -169,6 +169,12 @@ def test_malformed_manifest_is_refused_with_a_specific_message(bundle, mutate, e
     _edit(bundle, mutate)
     with pytest.raises(error, match=message):
         load_manifest(bundle)
+
+
+def test_policy_type_is_any_identifier_not_a_closed_list(bundle):
+    # A family registered outside this repository exports bundles the runtime runs like any other.
+    _edit(bundle, _set(["policy_type"], "my_family_2"))
+    assert load_manifest(bundle).policy_type == "my_family_2"
 
 
 def test_graph_that_disagrees_with_the_manifest_is_refused(tmp_path):

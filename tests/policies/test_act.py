@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from policies import make_policy
+from policies.chunking import ChunkExecutor
 from policies.act.model import ACTPolicy
 
 from .synthetic import STATE_FEATURES, TINY, image_features, random_observation_window, train_losses
@@ -85,7 +86,7 @@ def test_one_camera_forward_shapes_and_backbone_gradients(task):
     as_float = dict(obs, **{"observation.images.top": obs["observation.images.top"].float() / 255.0})
     assert torch.allclose(policy.predict_chunk(obs), policy.predict_chunk(as_float), atol=1e-5)
     step = {k: v[:, -1] for k, v in obs.items()}
-    assert policy.select_action(step).shape == (2, 2)
+    assert ChunkExecutor(policy, n_envs=2)(step).shape == (2, 2)
 
 
 def test_camera_only_act(task):

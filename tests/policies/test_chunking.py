@@ -1,4 +1,4 @@
-"""Chunk execution and temporal ensembling against hand-computed values, alone and inside select_action."""
+"""Chunk execution and temporal ensembling against hand-computed values, alone and inside ChunkExecutor."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from policies import make_policy
-from policies.chunking import ActionQueue, TemporalEnsembler
+from policies.chunking import ActionQueue, ChunkExecutor, TemporalEnsembler
 
 from .synthetic import STATE_FEATURES, TINY, ChunkTask
 
@@ -69,7 +69,7 @@ def test_temporal_ensembler_needs_one_chunk_per_step():
 
 
 class _ScriptedChunks:
-    """Replaces a policy's predict_chunk: chunk number c holds values 100*c + i, and counts calls."""
+    """Replaces a policy's predict_chunk: the c-th call's chunks hold values 100*c + i (every row), counts calls."""
 
     def __init__(self, length: int, action_dim: int):
         self.calls = 0
@@ -79,31 +79,49 @@ class _ScriptedChunks:
         base = 100.0 * self.calls
         self.calls += 1
         values = base + torch.arange(self.length, dtype=torch.float32)
-        return values.reshape(1, self.length, 1).expand(1, self.length, self.action_dim).clone()
+        rows = next(iter(window.values())).shape[0]
+        return values.reshape(1, self.length, 1).expand(rows, self.length, self.action_dim).clone()
 
 
-def _observation(dim_state=4, dim_env=3):
-    return {"observation.state": torch.zeros(1, dim_state), "observation.environment_state": torch.zeros(1, dim_env)}
+def _observation(n_envs=1, dim_state=4, dim_env=3):
+    return {"observation.state": torch.zeros(n_envs, dim_state),
+            "observation.environment_state": torch.zeros(n_envs, dim_env)}
 
 
-def test_select_action_runs_chunks_of_n_action_steps():
+def test_executor_runs_chunks_of_n_action_steps():
     policy = make_policy({"type": "mlp", **TINY["mlp"]}, STATE_FEATURES, ChunkTask().stats()).eval()
     scripted = _ScriptedChunks(policy.chunk_length, policy.action_dim)
     policy.predict_chunk = scripted
-    got = [policy.select_action(_observation())[0, 0].item() for _ in range(9)]
+    executor = ChunkExecutor(policy)
+    got = [executor(_observation())[0, 0].item() for _ in range(9)]
     # n_action_steps = 4: chunk 0 gives 0..3, chunk 1 gives 100..103, chunk 2 starts at 200.
     assert got == [0, 1, 2, 3, 100, 101, 102, 103, 200]
     assert scripted.calls == 3
-    policy.reset()
-    assert policy.select_action(_observation())[0, 0].item() == 300  # a reset starts a fresh chunk
+    executor.reset(0)
+    assert executor(_observation())[0, 0].item() == 300  # a reset starts a fresh chunk
 
 
-def test_select_action_with_temporal_ensembling_predicts_every_step():
+def test_executor_keeps_each_environment_on_its_own_schedule_in_one_batch():
+    policy = make_policy({"type": "mlp", **TINY["mlp"]}, STATE_FEATURES, ChunkTask().stats()).eval()
+    scripted = _ScriptedChunks(policy.chunk_length, policy.action_dim)
+    policy.predict_chunk = scripted
+    executor = ChunkExecutor(policy, n_envs=2)
+    got = [executor(_observation(2))[:, 0].tolist() for _ in range(2)]
+    executor.reset(1)  # env 1 starts a new episode: only it asks for a chunk now
+    got += [executor(_observation(2))[:, 0].tolist() for _ in range(3)]
+    assert got == [[0, 0], [1, 1], [2, 100], [3, 101], [200, 102]]
+    assert scripted.calls == 3
+    with pytest.raises(ValueError, match="one per environment"):
+        executor(_observation(3))
+
+
+def test_executor_with_temporal_ensembling_predicts_every_step():
     cfg = {"type": "act", **TINY["act"], "chunk_size": 3, "n_action_steps": 1, "temporal_ensemble_coeff": 0.0}
     policy = make_policy(cfg, STATE_FEATURES, ChunkTask().stats()).eval()
     scripted = _ScriptedChunks(policy.chunk_length, policy.action_dim)
     policy.predict_chunk = scripted
-    got = [policy.select_action(_observation())[0, 0].item() for _ in range(4)]
+    executor = ChunkExecutor(policy)
+    got = [executor(_observation())[0, 0].item() for _ in range(4)]
     # plain average of every chunk covering the step: t=1: (1 + 100)/2, t=2: (2 + 101 + 200)/3, t=3: (102+201+300)/3
     assert got == pytest.approx([0.0, 50.5, 101.0, 201.0])
     assert scripted.calls == 4

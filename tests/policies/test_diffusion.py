@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from policies import make_policy
+from policies.chunking import ChunkExecutor
 from policies.diffusion.unet import Upsample1d, conv_time, time_major_conv1d
 
 from .synthetic import STATE_FEATURES, TINY, image_features, random_observation_window, train_losses
@@ -185,10 +186,10 @@ def test_one_camera_forward_shapes_with_crop(task):
     policy.eval()
     obs = random_observation_window(policy, 2)
     assert policy.predict_chunk(obs).shape == (2, policy.chunk_length, 2)
-    # select_action keeps an n_obs_steps history and executes n_action_steps per chunk.
-    policy.reset()
+    # The executor keeps an n_obs_steps history and executes n_action_steps per chunk.
+    executor = ChunkExecutor(policy, n_envs=2)
     for _ in range(3):
-        assert policy.select_action({k: v[:, -1] for k, v in obs.items()}).shape == (2, 2)
+        assert executor({k: v[:, -1] for k, v in obs.items()}).shape == (2, 2)
 
 
 def test_angle_inputs_see_an_angle_and_the_same_angle_plus_two_pi_alike(task):

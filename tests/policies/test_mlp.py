@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from policies import make_policy
+from policies.chunking import ChunkExecutor
 
 from .synthetic import STATE_FEATURES, TINY, image_features, random_observation_window, train_losses
 
@@ -37,11 +38,10 @@ def test_one_camera_forward(task):
     obs = random_observation_window(policy, 2)
     assert policy.predict_chunk(obs).shape == (2, 8, 2)
     step = {k: v[:, -1] for k, v in obs.items()}
-    assert policy.select_action(step).shape == (2, 2)
+    assert ChunkExecutor(policy, n_envs=2)(step).shape == (2, 2)
     with pytest.raises(ValueError, match="images channel-first"):
-        policy.reset()
         channels_last = step["observation.images.top"].permute(0, 2, 3, 1)
-        policy.select_action(dict(step, **{"observation.images.top": channels_last}))
+        ChunkExecutor(policy, n_envs=2)(dict(step, **{"observation.images.top": channels_last}))
     with pytest.raises(ValueError, match="uint8 or float"):
         policy.predict_chunk(dict(obs, **{"observation.images.top": obs["observation.images.top"].long()}))
     assert torch.isfinite(policy.predict_chunk(obs)).all()

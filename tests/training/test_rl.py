@@ -24,7 +24,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from training.checkpoints import latest_checkpoint
 from training.evaluation import EvaluateConfig, evaluate_checkpoint, make_eval_envs
-from training.rl.actor import build_actor
+from deploy.export.sources import sb3_actor
 from training.rl.algorithms import build_model
 from training.rl.checkpoint import (
     NORMALIZATION,
@@ -82,7 +82,7 @@ def test_each_algorithm_trains_and_writes_a_checkpoint_that_evaluates_like_the_l
     assert [r.to_dict() for r in loaded.records] == live["per_episode"]
 
     # The exportable actor (normalization and action scaling folded in) acts like the evaluated policy.
-    actor = build_actor(tmp_path)
+    actor, _ = sb3_actor(rl)
     vector_policy = load_for_evaluation(tmp_path).make_policy(1)
     envs = make_eval_envs(cfg.env, 4)
     obs, _ = envs.reset(seed=3)

@@ -22,7 +22,8 @@ from typing import Any, Mapping
 import torch
 from safetensors.torch import load_file, save_file
 
-from policies.factory import load_policy, save_policy
+from policies.chunking import ChunkExecutor
+from policies.factory import import_recorded_family, load_policy, save_policy
 from policies.interface import Policy
 from training.checkpoints import Checkpoint, checkpoint_to_resume, read_checkpoint, save_checkpoint
 from training.imitation.config import ImitationTrainConfig, config_from_dict, to_dict
@@ -106,6 +107,8 @@ def read_imitation_checkpoint(path: str | Path) -> ImitationCheckpoint:
     ckpt = read_checkpoint(path, kind=KIND)
     for name in (f"{POLICY_DIR}/config.json", f"{POLICY_DIR}/model.safetensors", TRAINER_STATE, TRAINER_TENSORS):
         ckpt.file(name)  # listed (and hashed) or FileNotFoundError naming it
+    # A policy family from another package registers when the module its saved config records is imported.
+    import_recorded_family(json.loads(ckpt.file(f"{POLICY_DIR}/config.json").read_text()))
     cfg = config_from_dict(ckpt.config)
     if cfg.policy.type != ckpt.type:
         raise ValueError(f"{ckpt.path}: checkpoint.json says policy type {ckpt.type!r}, config.yaml says "
@@ -127,7 +130,6 @@ def load_for_evaluation(path: Path, device: str = "cpu"):
     from training.imitation.checks import check_env_fits_policy, probe_env
     from training.imitation.hardware import choose_device
     from training.datasets.observations import ObservationMapping
-    from training.imitation.runner import BatchedPolicyRunner
 
     ic = read_imitation_checkpoint(path)
     if ic.config.env is None:
@@ -139,6 +141,6 @@ def load_for_evaluation(path: Path, device: str = "cpu"):
     meta = {"kind": KIND, "type": ic.policy_type, "step": ic.step, "checkpoint_dir": str(ic.path),
             "dataset_root": str(ic.config.dataset.root)}
     mapping = ObservationMapping.from_env_config(ic.config.env)
-    return LoadedPolicy(env=ic.config.env, make_policy=lambda n_envs: BatchedPolicyRunner(policy, n_envs,
-                                                                                           mapping=mapping),
+    return LoadedPolicy(env=ic.config.env, make_policy=lambda n_envs: ChunkExecutor(policy, n_envs,
+                                                                                     observation_map=mapping),
                         metadata=meta)

@@ -15,6 +15,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from omegaconf import OmegaConf
 
+from policies.chunking import ChunkExecutor
 from policies.factory import make_policy
 from policies.interface import Policy
 from training import distributed
@@ -41,7 +42,6 @@ from training.imitation.checks import (
     probe_env,
 )
 from training.imitation.config import ImitationTrainConfig, config_from_dict, to_dict
-from training.imitation.runner import BatchedPolicyRunner
 from training.imitation.sampler import make_training_loader, validation_batches
 from training.imitation.state import capture_rng, restore_rng, scheduler_state, seed_everything, split_optimizer_state
 from training.logging import ExperimentLogger, truncate_metrics
@@ -407,8 +407,8 @@ def _train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint
         if eval_envs is None:
             eval_envs = make_eval_envs(cfg.env, cfg.eval.n_envs, cfg.eval.async_envs)
         out = run_dir / "eval" / tag
-        runner = BatchedPolicyRunner(policy, eval_envs.num_envs, seed=cfg.seed,
-                                     mapping=ObservationMapping.from_env_config(cfg.env))
+        runner = ChunkExecutor(policy, eval_envs.num_envs, seed=cfg.seed,
+                               observation_map=ObservationMapping.from_env_config(cfg.env))
         with torch.random.fork_rng(devices=_rng_devices(device)):
             result = evaluate(eval_envs, runner, episodes=episodes, seed=cfg.eval.seed, video_episodes=videos,
                               video_dir=out / "videos",

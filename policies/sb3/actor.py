@@ -1,4 +1,4 @@
-"""The deterministic actor of an RL checkpoint as one torch module (raw flattened observation -> physical action).
+"""The deterministic actor of an SB3 policy as one torch module (raw flattened observation -> physical action).
 
 Observation normalization (VecNormalize statistics) and the action scaling SB3 applies in `predict` are folded in as
 buffers, so the module is what an exporter (ONNX, TorchScript) needs: it takes the robot's raw readings, flattened in
@@ -7,25 +7,34 @@ the checkpoint's observation layout, and returns joint targets in the env's unit
 
 from __future__ import annotations
 
-from pathlib import Path
+import inspect
+from typing import Any
 
 import numpy as np
 import torch
+from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
-
-from training.rl.checkpoint import RLCheckpoint, load_policy, read_rl_checkpoint
-from training.rl.environments import ObservationLayout
 
 
 class DeterministicActor(nn.Module):
-    """(B, D) float32 raw observations -> (B, A) actions, identical to SB3VectorPolicy on the same checkpoint."""
+    """(B, D) float32 raw observations -> (B, A) actions, identical to SB3's predict(deterministic=True) after
+    VecNormalize on the same checkpoint.
+
+    `layout`: the checkpoint's observation layout (keys, sizes, to_dict()); `input_keys`: the dataset key of each of
+    its entries, in order; `algorithm`: the SB3 algorithm's name, for the export notes.
+    """
 
     def __init__(self, policy, normalization: dict, action_low: np.ndarray, action_high: np.ndarray,
-                 layout: ObservationLayout) -> None:
+                 layout: Any, input_keys: list[str], algorithm: str) -> None:
         super().__init__()
-        from stable_baselines3.common.policies import ActorCriticPolicy
-
+        if len(input_keys) != len(layout.keys):
+            raise ValueError(f"{len(input_keys)} input keys for the {len(layout.keys)} entries of the observation "
+                             f"layout {list(layout.keys)}")
         self.layout = layout
+        self.input_keys = list(input_keys)
+        self.algorithm = algorithm
+        self.norm_obs = bool(normalization["norm_obs"])
+        self.clip_obs = float(normalization["clip_obs"])
         self.kind = "gaussian" if isinstance(policy, ActorCriticPolicy) else "squashed"
         if self.kind == "gaussian":
             if policy.squash_output:
@@ -37,7 +46,7 @@ class DeterministicActor(nn.Module):
             if not hasattr(policy, "actor"):
                 raise ValueError(f"{type(policy).__name__} has no actor network to export")
             self.actor = policy.actor
-        norm_obs = bool(normalization["norm_obs"])
+        norm_obs = self.norm_obs
         size = layout.size
         mean = np.asarray(normalization["obs"]["mean"]) if norm_obs else np.zeros(size)
         var = np.asarray(normalization["obs"]["var"]) if norm_obs else np.ones(size)
@@ -62,18 +71,4 @@ class DeterministicActor(nn.Module):
 
 
 def _takes_deterministic(actor) -> bool:
-    import inspect
-
     return "deterministic" in inspect.signature(actor.forward).parameters
-
-
-def build_actor(checkpoint: str | Path | RLCheckpoint, device: str = "cpu") -> DeterministicActor:
-    """The exportable actor of an RL checkpoint (eval mode, on `device`)."""
-    rl = checkpoint if isinstance(checkpoint, RLCheckpoint) else read_rl_checkpoint(checkpoint)
-    bounds = rl.state.get("action_space")
-    if bounds is None:
-        raise ValueError(f"{rl.checkpoint.path}: only continuous (Box) action spaces have an exportable actor")
-    policy = load_policy(rl, device)
-    actor = DeterministicActor(policy, rl.normalization, np.asarray(bounds["low"]), np.asarray(bounds["high"]),
-                               rl.layout)
-    return actor.to(device).eval()

@@ -14,15 +14,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from deploy.runtime import DdimSampler, InGraphSampler, ModelFile
+from policies.diffusion.model import DiffusionPolicy
+from policies.export import (
+    ACTION_OUTPUT,
+    MAIN_FILE,
+    ExportDescription,
+    ExportEnv,
+    Graph,
+    check_policy_fits_env,
+    example_inputs,
+    to_torch,
+)
 from policies.normalization import MIN_MAX, MEAN_STD, MIN_SCALE
+from policies.registry import register_export
 
-from .chunk_policy import check_policy_fits_env
-from .config import SAMPLERS
-from .env_info import EnvInfo
-from .graphs import Graph
-from .plan import ACTION_OUTPUT, MAIN_FILE, ExportPlan, control_spec, example_inputs, observation_features, to_torch
-
+SAMPLERS = ("auto", "runtime", "in_graph")
 ENCODER_FILE = "encoder.onnx"
 CONDITION = "condition"
 SAMPLE_INPUT, TIMESTEP_INPUT, NOISE_INPUT = "sample", "timestep", "noise"
@@ -124,22 +130,19 @@ def choose_sampler(policy, requested: str) -> str:
     return requested
 
 
-def plan(source, info: EnvInfo, options) -> ExportPlan:
-    policy = source.policy
-    if policy.name != "diffusion":
-        raise ValueError(f"diffusion exporter got a {policy.name!r} policy")
-    keys = check_policy_fits_env(policy, info)
+@register_export("diffusion")
+def describe(policy: DiffusionPolicy, env: ExportEnv, options) -> ExportDescription:
+    keys = check_policy_fits_env(policy, env)
     c = policy.config
     mode = choose_sampler(policy, getattr(options, "diffusion_sampler", "auto"))
-    features = observation_features(info, keys)
-    observations = example_inputs(features, c.n_obs_steps)
+    observations = example_inputs(env, keys, c.n_obs_steps)
     noise_shape = (1, c.horizon, policy.action_dim)
     generator = torch.Generator().manual_seed(1)
     noise = torch.randn(noise_shape, generator=generator)
     stacked = c.n_obs_steps > 1
     # The model returns the whole horizon; the action for the newest observation is at n_obs_steps - 1.
-    control = control_spec(info, chunk_size=c.horizon, n_action_steps=c.n_action_steps, n_obs_steps=c.n_obs_steps,
-                           chunk_offset=c.n_obs_steps - 1, temporal_ensemble_coeff=c.temporal_ensemble_coeff)
+    control = dict(chunk_size=c.horizon, n_action_steps=c.n_action_steps, n_obs_steps=c.n_obs_steps,
+                   chunk_offset=c.n_obs_steps - 1, temporal_ensemble_coeff=c.temporal_ensemble_coeff)
 
     def reference(inputs, noise_array=None) -> np.ndarray:
         if noise_array is None:
@@ -154,9 +157,9 @@ def plan(source, info: EnvInfo, options) -> ExportPlan:
     if mode == "in_graph":
         graph = Graph(MAIN_FILE, SamplingGraph(policy, keys), [*keys, NOISE_INPUT], (*observations, noise),
                       ACTION_OUTPUT, exporter="torchscript")
-        sampler = InGraphSampler(num_inference_steps=c.num_inference_steps, noise_input=NOISE_INPUT)
-        return ExportPlan("diffusion", [graph], features, {k: k for k in keys}, control, reference, sampler,
-                          noise_shape, notes)
+        sampler = {"type": "in_graph", "num_inference_steps": c.num_inference_steps, "noise_input": NOISE_INPUT}
+        return ExportDescription([graph], keys, {k: k for k in keys}, reference=reference, sampler=sampler,
+                                 noise_shape=noise_shape, notes=notes, **control)
 
     encoder = ConditionEncoder(policy, keys)
     with torch.no_grad():
@@ -166,13 +169,13 @@ def plan(source, info: EnvInfo, options) -> ExportPlan:
                      (noise, timestep, condition), DENOISER_OUTPUT)
     encoder_graph = Graph(ENCODER_FILE, encoder, keys, observations, CONDITION)
     scale, offset = action_affine(policy)
-    sampler = DdimSampler(
-        **ddim_coefficients(policy),
-        action_scale=tuple(float(v) for v in scale), action_offset=tuple(float(v) for v in offset),
-        sample_input=SAMPLE_INPUT, timestep_input=TIMESTEP_INPUT, timestep_dtype="int64", eta=0.0,
-        use_clipped_model_output=False,
-        condition_model=ModelFile(ENCODER_FILE, "0" * 64, {k: k for k in keys}, CONDITION),
-        condition_input=CONDITION, seed=int(getattr(options, "seed", 0)),
-    )
-    return ExportPlan("diffusion", [denoiser, encoder_graph], features, {}, control, reference, sampler, noise_shape,
-                      notes)
+    sampler = {
+        "type": "ddim", **ddim_coefficients(policy),
+        "action_scale": tuple(float(v) for v in scale), "action_offset": tuple(float(v) for v in offset),
+        "sample_input": SAMPLE_INPUT, "timestep_input": TIMESTEP_INPUT, "timestep_dtype": "int64", "eta": 0.0,
+        "use_clipped_model_output": False,
+        "condition_model": {"file": ENCODER_FILE, "inputs": {k: k for k in keys}, "output": CONDITION},
+        "condition_input": CONDITION, "seed": int(getattr(options, "seed", 0)),
+    }
+    return ExportDescription([denoiser, encoder_graph], keys, {}, reference=reference, sampler=sampler,
+                             noise_shape=noise_shape, notes=notes, **control)
