@@ -1,6 +1,7 @@
 """Closed-loop check of a policy bundle in simulation: ChunkRunner per sub-env, injected latency, success + stats.
 
-    python scripts/eval.py checkpoint=<bundle dir>          (kind "bundle": runs through load_for_evaluation here)
+    python scripts/eval.py checkpoint=<bundle dir>          (kind "bundle": apps.evaluation loads it with
+                                                             load_for_evaluation here)
 
 Inference in simulation is made deterministic: in "async" mode the chunk computed from tick s's observation is
 delivered at tick s + ceil((latency + jitter) * control_hz) (deploy.runtime.SimulatedLatency), so the simulated
@@ -14,10 +15,10 @@ first model action, i.e. before the first valid observation and while the first 
 driver keeps its own hold; the simulated driver does the same by commanding the joints' current measured position
 (the manifest's action.initial_from in the current observation): measured_hold.
 
-Besides training.evaluation's results JSON, evaluate_bundle adds "runner": the summed ChunkRunner statistics
-(ticks, held ticks, late/stale chunks, skipped actions, faults, inference latency percentiles), and can write the
-executed actions and predicted chunks of every episode for replay (apps.rollouts), each chunk with the
-ticks the runner scheduled its actions for (ChunkRunner's on_chunk).
+Besides training.evaluation's results JSON, a bundle's evaluation adds "runner": the summed ChunkRunner statistics
+(ticks, held ticks, late/stale chunks, skipped actions, faults, inference latency percentiles), and with
+bundle.rollouts writes the executed actions and predicted chunks of every episode for replay (apps.rollouts), each
+chunk with the ticks the runner scheduled its actions for (ChunkRunner's on_chunk).
 """
 
 from __future__ import annotations
@@ -30,8 +31,12 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from apps.rollouts import RolloutRecorder
 from deploy.runtime import ChunkRunner, SimulatedLatency, load_manifest
+from deploy.runtime.stats import RunnerStatistics
+from envs.config import EnvConfig
 from training.datasets.observations import ObservationMapping
+from training.evaluation import EvaluationResult, LoadedPolicy
 
 MODES = ("sync", "async")
 
@@ -239,8 +244,6 @@ class BundleVectorPolicy:
 
     def summary(self) -> dict[str, Any]:
         """ChunkRunner statistics summed over the sub-envs (latency percentiles over all inferences)."""
-        from deploy.runtime.stats import RunnerStatistics
-
         total = RunnerStatistics()
         for runner in self.runners:
             s = runner.statistics
@@ -258,6 +261,19 @@ class BundleVectorPolicy:
     def close(self) -> None:
         for runner in self.runners:
             runner.close()
+
+    def results(self, result: EvaluationResult, output_dir: Path) -> dict[str, Any]:
+        """Results metadata of the finished evaluation: the runner statistics and, when recording, the rollouts/
+        directory written into output_dir (its episodes cut to the evaluated lengths)."""
+        out: dict[str, Any] = {"runner": self.summary()}
+        if self.recorder is not None:
+            for record in result.records:
+                if record.episode in self.recorder.episodes:
+                    self.recorder.episodes[record.episode].seed = record.seed
+            self.recorder.truncate({r.episode: r.length for r in result.records})
+            self.recorder.write(output_dir / "rollouts")
+            out["rollouts"] = str(output_dir / "rollouts")
+        return out
 
 
 class _RecordingPolicy:
@@ -282,14 +298,12 @@ class _RecordingPolicy:
         return chunk
 
 
-def load_for_evaluation(path: str | Path, device: str = "cpu", run: BundleRunConfig | None = None):
-    """training.evaluation loader for kind "bundle": the env the bundle was exported from and its runners.
+def load_for_evaluation(path: str | Path, device: str = "cpu", run: BundleRunConfig | None = None) -> LoadedPolicy:
+    """apps.evaluation's loader for kind "bundle": the env the bundle was exported from and its runners (with a
+    rollout recorder when run.rollouts).
 
     `device` is ignored: the bundle runs on onnxruntime's CPU provider, as on the robot computer.
     """
-    from envs.config import EnvConfig
-    from training.evaluation import LoadedPolicy
-
     # Validated here; the model files are hash-checked once, when make_policy builds the runners.
     manifest = load_manifest(path, verify_hash=False)
     env = EnvConfig.from_any(_env_config(manifest))
@@ -298,48 +312,14 @@ def load_for_evaluation(path: str | Path, device: str = "cpu", run: BundleRunCon
     meta = {"kind": "bundle", "type": manifest.policy_type, "bundle_dir": str(Path(path).resolve()),
             "source_checkpoint": manifest.source.checkpoint, "step": manifest.source.extra.get("step"),
             "bundle": dataclasses.asdict(run)}
-    return LoadedPolicy(env=env, make_policy=lambda n_envs: BundleVectorPolicy(path, n_envs, run), metadata=meta)
 
+    def make_policy(n_envs: int) -> BundleVectorPolicy:
+        recorder = None
+        if run.rollouts:
+            recorder = RolloutRecorder(manifest.action.names, manifest.action.units, manifest.control.frequency_hz,
+                                       manifest.control.chunk_offset,
+                                       {"bundle_dir": str(Path(path).resolve()), "env_id": env.id,
+                                        "run": dataclasses.asdict(run)})
+        return BundleVectorPolicy(path, n_envs, run, recorder)
 
-def evaluate_bundle(cfg, output_dir: str | Path, run: BundleRunConfig | None = None):
-    """scripts/eval.py for a bundle: like training.evaluation.evaluate_checkpoint, plus the runner statistics in
-    results["metadata"]["runner"] and, with run.rollouts, the rollouts/ directory. `run` defaults to cfg.bundle
-    when the eval config has that group, else to BundleRunConfig()."""
-    from apps.rollouts import RolloutRecorder
-    from training.evaluation import evaluate, make_eval_envs, write_results
-
-    run = run or getattr(cfg, "bundle", None) or BundleRunConfig()
-    if isinstance(run, Mapping):
-        run = BundleRunConfig(**run)
-    loaded = load_for_evaluation(cfg.checkpoint, cfg.device, run)
-    env = loaded.env
-    if cfg.randomization is not None:
-        env = dataclasses.replace(env, randomization=dataclasses.replace(env.randomization, enabled=cfg.randomization))
-    output_dir = Path(output_dir)
-    manifest = load_manifest(cfg.checkpoint, verify_hash=False)  # names and units; BundleVectorPolicy hash-checks
-    recorder = None
-    if run.rollouts:
-        recorder = RolloutRecorder(manifest.action.names, manifest.action.units, manifest.control.frequency_hz,
-                                   manifest.control.chunk_offset,
-                                   {"bundle_dir": str(Path(cfg.checkpoint).resolve()), "env_id": env.id,
-                                    "run": dataclasses.asdict(run)})
-    policy = BundleVectorPolicy(cfg.checkpoint, cfg.n_envs, run, recorder)
-    envs = make_eval_envs(env, cfg.n_envs, cfg.async_envs)
-    try:
-        result = evaluate(envs, policy, episodes=cfg.episodes, seed=cfg.seed, video_episodes=cfg.video_episodes,
-                          video_dir=output_dir / "videos",
-                          metadata={**loaded.metadata, "checkpoint": str(Path(cfg.checkpoint).resolve()),
-                                    "randomization": bool(env.randomization.enabled)})
-    finally:
-        envs.close()
-        policy.close()
-    result.metadata["runner"] = policy.summary()
-    if recorder is not None:
-        for record in result.records:
-            if record.episode in recorder.episodes:
-                recorder.episodes[record.episode].seed = record.seed
-        recorder.truncate({r.episode: r.length for r in result.records})
-        recorder.write(output_dir / "rollouts")
-        result.metadata["rollouts"] = str(output_dir / "rollouts")
-    write_results(result, output_dir / "results.json")
-    return result
+    return LoadedPolicy(env=env, make_policy=make_policy, metadata=meta)

@@ -1,8 +1,7 @@
 """The built-in default job: expert demos -> imitation policy -> evaluation in sim -> ONNX bundle -> closed-loop check.
 
-It chains the packages' own entry points (collect, train, evaluate_checkpoint, export_checkpoint, evaluate_bundle),
-so the quick start exercises exactly what the individual scripts run. It lives in deploy/ because its last two stages
-are deploy's and deploy may import training (never the reverse).
+It chains the packages' own entry points (collect, train, evaluate_checkpoint, export_checkpoint, then
+evaluate_checkpoint on the bundle in closed loop), so the quick start exercises exactly what the scripts run.
 
 Every stage writes under one output directory and is skipped when its result is already there, so an interrupted
 quick start continues where it stopped: the dataset recorder resumes by itself, training resumes from its latest
@@ -18,7 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from training.datasets.atomic import write_json_atomic
+from apps.evaluation import EvaluateConfig, evaluate_checkpoint
+from apps.recording import CollectConfig, collect
+from deploy.export import ExportConfig, export_checkpoint
+from fileio.atomic import write_json_atomic
+from training.checkpoints import checkpoint_to_resume, latest_checkpoint
+from training.imitation.checkpoint import latest_of_run
+from training.imitation.config import config_from_dict, to_dict
+from training.imitation.trainer import RESUME_OVERRIDABLE, run
 
 DEFAULT_POLICY: Dict[str, Any] = {
     # A small ACT: state observations need no image backbone, and one decoder layer is LeRobot's default.
@@ -58,9 +64,6 @@ class PipelineConfig:
         out = Path(self.output_dir)
         if out.exists() and not out.is_dir():
             raise ValueError(f"quickstart: output_dir={self.output_dir!r} is a file, not a directory")
-        from deploy.export import ExportConfig
-        from training.evaluation import EvaluateConfig
-
         try:
             collect_cfg = _collect_config(self, out / "data")
             collect_cfg.validate()
@@ -94,15 +97,11 @@ class PipelineResult:
                 f"  time: {stages}")
 
 
-def _collect_config(cfg: PipelineConfig, data: Path):
-    from apps.recording import CollectConfig
-
+def _collect_config(cfg: PipelineConfig, data: Path) -> CollectConfig:
     return CollectConfig(env_id=cfg.env_id, n_episodes=cfg.demos, output_dir=str(data), seed=cfg.seed, progress=True)
 
 
 def _train_config(cfg: PipelineConfig, data: Path):
-    from training.imitation.config import config_from_dict
-
     return config_from_dict({
         "env": {"id": cfg.env_id}, "policy": dict(cfg.policy), "dataset": {"root": str(data)},
         "steps": cfg.steps, "batch_size": cfg.batch_size, "seed": cfg.seed, "torch_threads": cfg.torch_threads,
@@ -113,9 +112,8 @@ def _train_config(cfg: PipelineConfig, data: Path):
 
 
 def _evaluation(path: Path, cfg: PipelineConfig, output: Path, bundle: bool):
-    """Evaluate a checkpoint or a bundle on fixed seeds, reusing results.json when an earlier run finished it."""
-    from training.evaluation import EvaluateConfig, evaluate_checkpoint
-
+    """Evaluate a checkpoint or a bundle (synchronous closed loop) on fixed seeds, reusing results.json when an
+    earlier run finished it."""
     # Videos of the checkpoint only: software rendering costs more than the episodes themselves.
     eval_cfg = EvaluateConfig(checkpoint=str(path), episodes=cfg.eval_episodes, n_envs=cfg.n_envs,
                               video_episodes=0 if bundle else cfg.video_episodes)
@@ -123,20 +121,12 @@ def _evaluation(path: Path, cfg: PipelineConfig, output: Path, bundle: bool):
     if done.is_file():
         results = json.loads(done.read_text())
         return [bool(e["success"]) for e in results["per_episode"]], float(results["success_rate"])
-    if bundle:
-        from apps.closed_loop import BundleRunConfig, evaluate_bundle
-
-        result = evaluate_bundle(eval_cfg, output, BundleRunConfig())
-    else:
-        result = evaluate_checkpoint(eval_cfg, output)
+    result = evaluate_checkpoint(eval_cfg, output)
     return [r.success for r in result.records], result.success_rate
 
 
 def _refuse_other_run(saved, wanted, run_dir: Path) -> None:
     """A run is only continued with the config it was started with (its schedule depends on it)."""
-    from training.imitation.config import to_dict
-    from training.imitation.trainer import RESUME_OVERRIDABLE
-
     def flat(tree, prefix=""):
         for key, value in tree.items():
             if isinstance(value, dict):
@@ -153,12 +143,6 @@ def _refuse_other_run(saved, wanted, run_dir: Path) -> None:
 
 
 def run_pipeline(cfg: PipelineConfig, log=print) -> PipelineResult:
-    from deploy.export import ExportConfig, export_checkpoint
-    from training.checkpoints import checkpoint_to_resume, latest_checkpoint
-    from apps.recording import collect
-    from training.imitation.checkpoint import latest_of_run
-    from training.imitation.trainer import run
-
     cfg.validate()
     out = Path(cfg.output_dir)
     seconds: Dict[str, float] = {}

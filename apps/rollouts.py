@@ -22,13 +22,12 @@ names, in its units (Parquet field metadata "unit"; rollouts.json "units"), floa
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+
+from fileio.atomic import write_atomic, write_text_atomic
 
 ACTIONS, CHUNKS, META_FILE = "actions", "chunks", "rollouts.json"
 # 2: chunks.tick follows the runner's schedule (start_tick); used / arrival_tick / start_tick. 3: actions.no_command
@@ -204,8 +203,8 @@ class RolloutRecorder:
         directory.mkdir(parents=True, exist_ok=True)
         written = {}
         for name, table in self.tables().items():
-            written[f"{name}.parquet"] = _atomic(directory / f"{name}.parquet", lambda p, t=table: pq.write_table(t, p))
-            written[f"{name}.csv"] = _atomic(directory / f"{name}.csv", lambda p, t=table: csv.write_csv(t, p))
+            for file, write in ((f"{name}.parquet", pq.write_table), (f"{name}.csv", csv.write_csv)):
+                written[file] = write_atomic(directory / file, lambda p, t=table, w=write: w(t, str(p)))
         meta = {
             "format_version": FORMAT_VERSION, "control_hz": self.control_hz, "action_names": list(self.action_names),
             "units": dict(zip(self.action_names, self.action_units)), "chunk_offset_dropped": self.chunk_offset,
@@ -219,19 +218,6 @@ class RolloutRecorder:
             **self.metadata,
         }
         text = json.dumps(meta, indent=2)
-        written[META_FILE] = _atomic(directory / META_FILE, lambda p: Path(p).write_text(text))
+        written[META_FILE] = write_text_atomic(directory / META_FILE, text)
         return written
 
-
-def _atomic(path: Path, write: Callable[[str], object]) -> Path:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(str(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
-    return path

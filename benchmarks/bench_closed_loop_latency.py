@@ -45,10 +45,10 @@ def main() -> None:
 
     import torch
 
-    from apps.closed_loop import BundleRunConfig, effective_n_action_steps, evaluate_bundle
+    from apps.closed_loop import BundleRunConfig, effective_n_action_steps
     from deploy.export import ExportConfig, export_checkpoint
     from deploy.runtime import load_manifest
-    from training.evaluation import EvaluateConfig, evaluate_checkpoint
+    from apps.evaluation import EvaluateConfig, evaluate_bundle, evaluate_checkpoint
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:

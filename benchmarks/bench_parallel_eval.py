@@ -24,7 +24,8 @@ import torch  # noqa: E402
 
 from envs.config import EnvConfig, make_env  # noqa: E402
 from envs.experts import make_expert  # noqa: E402
-from training.evaluation import EvaluationResult, evaluate, load_for_evaluation, make_eval_envs  # noqa: E402
+from apps.evaluation import load_for_evaluation  # noqa: E402
+from training.evaluation import EvaluationResult, evaluate, make_eval_envs  # noqa: E402
 
 
 def load_avg() -> str:

@@ -30,7 +30,8 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from envs.config import make_env  # noqa: E402
 from envs.experts import make_expert  # noqa: E402
-from training.evaluation import EvaluateConfig, evaluate, evaluate_checkpoint, make_eval_envs  # noqa: E402
+from apps.evaluation import EvaluateConfig, evaluate_checkpoint  # noqa: E402
+from training.evaluation import evaluate, make_eval_envs  # noqa: E402
 from training.rl.config import finalize, register_configs  # noqa: E402
 from training.rl.trainer import train  # noqa: E402
 

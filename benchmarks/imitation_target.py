@@ -53,7 +53,7 @@ def run_benchmark(spec: ImitationTarget, description: str, argv: Optional[Sequen
     os.environ.setdefault("WANDB_MODE", "disabled")
 
     from apps.recording import CollectConfig, collect
-    from training.evaluation import EvaluateConfig, evaluate_checkpoint
+    from apps.evaluation import EvaluateConfig, evaluate_checkpoint
     from training.imitation.budget import measure_seconds_per_step, steps_for_budget
     from training.imitation.trainer import train
 

@@ -28,14 +28,12 @@ Policies: a *vector policy* is a callable taking the batched observation of a gy
 `reset(env_index)`, called whenever that sub-env starts a new episode. A sequence of per-env callables
 (unbatched obs -> action, optional `reset()`, like envs.rollout) is accepted too, for stateful policies.
 
-Checkpoint kinds are dispatched through POLICY_LOADERS: kind -> "module:function" taking (path, device) and returning
-a LoadedPolicy. A trainer adds its kind with one entry (or `register_policy_loader`).
+A checkpoint loader (training.imitation.checkpoint, training.rl.checkpoint, apps.closed_loop for bundles) returns a
+LoadedPolicy; apps.evaluation picks the loader by kind and runs this loop on it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import json
 import math
 import multiprocessing
@@ -50,11 +48,10 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
-from omegaconf import MISSING
-from fileio.atomic import write_text_atomic
 
 from envs.config import EnvConfig, make_env
 from envs.rollout import write_video
+from fileio.atomic import write_text_atomic
 
 RESULTS_SCHEMA_VERSION = 1
 Z_95 = 1.959963984540054  # two-sided 95% normal quantile
@@ -348,55 +345,18 @@ def _env_id(envs: gym.vector.VectorEnv) -> str:
     return spec.id if spec is not None else "unknown"
 
 
-# ---------------------------------------------------------------------------------------------- checkpoint dispatch
+# ---------------------------------------------------------------------------------------------- loaded checkpoints
 @dataclass
 class LoadedPolicy:
-    """What a checkpoint loader returns: the env it was trained on and a factory of policies for n sub-envs."""
+    """What a checkpoint loader returns: the env it was trained on and a factory of policies for n sub-envs.
+
+    A policy that make_policy returns may define close() (called after the episodes) and
+    results(result, output_dir) -> dict (extra results metadata, e.g. a bundle runner's statistics).
+    """
 
     env: EnvConfig
     make_policy: Callable[[int], Any]
     metadata: dict[str, Any] = field(default_factory=dict)
-
-
-# kind -> "module:function(path, device) -> LoadedPolicy"; imported lazily so evaluation does not pull in SB3/torch.
-POLICY_LOADERS: dict[str, str | Callable[..., LoadedPolicy]] = {
-    "rl": "training.rl.checkpoint:load_for_evaluation",
-    "imitation": "training.imitation.checkpoint:load_for_evaluation",
-    "bundle": "apps.closed_loop:load_for_evaluation",
-}
-BUNDLE_MANIFEST = "manifest.json"
-
-
-def register_policy_loader(kind: str, loader: str | Callable[..., LoadedPolicy]) -> None:
-    POLICY_LOADERS[kind] = loader
-
-
-def detect_kind(path: str | Path) -> str:
-    """'bundle' for an exported bundle (manifest.json), else the kind in the checkpoint's checkpoint.json."""
-    from training.checkpoints import META_FILE, resolve_checkpoint
-
-    path = Path(path).expanduser()
-    if path.is_dir() and (path / BUNDLE_MANIFEST).is_file():
-        return "bundle"
-    ckpt = resolve_checkpoint(path)
-    try:
-        kind = json.loads((ckpt / META_FILE).read_text()).get("kind")
-    except (json.JSONDecodeError, AttributeError) as err:
-        raise ValueError(f"{ckpt / META_FILE} is not a valid checkpoint metadata file: {err}") from err
-    if not isinstance(kind, str):
-        raise ValueError(f"{ckpt / META_FILE} has no 'kind' field")
-    return kind
-
-
-def load_for_evaluation(path: str | Path, device: str = "cpu") -> LoadedPolicy:
-    kind = detect_kind(path)
-    loader = POLICY_LOADERS.get(kind)
-    if loader is None:
-        raise ValueError(f"no evaluation loader for {kind!r} checkpoints ({path}); known kinds: {sorted(POLICY_LOADERS)}")
-    if isinstance(loader, str):
-        module, _, name = loader.partition(":")
-        loader = getattr(importlib.import_module(module), name)
-    return loader(Path(path), device)
 
 
 @dataclass
@@ -419,79 +379,3 @@ class PeriodicEvalConfig:
                 raise ValueError(f"eval.{name} must be >= 0, got {getattr(self, name)}")
         if self.episodes < 1 or self.n_envs < 1:
             raise ValueError(f"eval.episodes and eval.n_envs must be >= 1, got {self.episodes}, {self.n_envs}")
-
-
-@dataclass
-class EvaluateConfig:
-    """scripts/eval.py's config (mirrored by configs/eval.yaml)."""
-
-    checkpoint: str = MISSING
-    episodes: int = 50
-    # Episode i runs on seed + i; away from the small seeds that expert demonstrations are usually recorded on.
-    seed: int = 100_000
-    n_envs: int = 4
-    # Sub-envs in worker processes (AsyncVectorEnv); null: when the machine has more than one core. Same results.
-    async_envs: Optional[bool] = False
-    video_episodes: int = 2
-    # None: the Hydra run directory.
-    output_dir: Optional[str] = None
-    # None: as trained; true/false switches the env's domain randomization on/off for this evaluation.
-    randomization: Optional[bool] = None
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        for name in ("episodes", "n_envs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.video_episodes < 0:
-            raise ValueError(f"video_episodes must be >= 0, got {self.video_episodes}")
-        if self.output_dir is not None and Path(self.output_dir).exists() and not Path(self.output_dir).is_dir():
-            raise ValueError(f"output_dir={self.output_dir!r} is a file, not a directory")
-
-
-def check_evaluation_inputs(cfg: EvaluateConfig) -> str:
-    """What scripts/eval.py checks before any work: the values, the device and that `checkpoint` names a checkpoint,
-    run dir or bundle (returns its kind)."""
-    from training.devices import check_device
-
-    if cfg.checkpoint in (MISSING, "", None):
-        raise ValueError("no checkpoint given: pass checkpoint=<checkpoint dir, run dir or bundle dir>")
-    cfg.validate()
-    check_device(cfg.device)
-    kind = detect_kind(cfg.checkpoint)
-    if kind not in POLICY_LOADERS:
-        raise ValueError(f"no evaluation loader for {kind!r} checkpoints ({cfg.checkpoint}); known kinds: "
-                         f"{sorted(POLICY_LOADERS)}")
-    return kind
-
-
-def evaluate_checkpoint(cfg: EvaluateConfig, output_dir: str | Path, loaded: LoadedPolicy | None = None
-                        ) -> EvaluationResult:
-    """Load any checkpoint kind (unless already `loaded`), evaluate it, write videos/ and results.json to output_dir."""
-    if cfg.checkpoint in (MISSING, "", None):
-        raise ValueError("no checkpoint given: pass checkpoint=<checkpoint dir, run dir or bundle dir>")
-    if loaded is None:
-        loaded = load_for_evaluation(cfg.checkpoint, cfg.device)
-    env = loaded.env
-    if cfg.randomization is not None:
-        env = dataclasses.replace(env, randomization=dataclasses.replace(env.randomization, enabled=cfg.randomization))
-    output_dir = Path(output_dir)
-    envs = make_eval_envs(env, cfg.n_envs, cfg.async_envs)
-    try:
-        result = evaluate(
-            envs,
-            loaded.make_policy(cfg.n_envs),
-            episodes=cfg.episodes,
-            seed=cfg.seed,
-            video_episodes=cfg.video_episodes,
-            video_dir=output_dir / "videos",
-            metadata={**loaded.metadata, "checkpoint": str(Path(cfg.checkpoint).resolve()),
-                      "randomization": bool(env.randomization.enabled)},
-        )
-    finally:
-        envs.close()
-    write_results(result, output_dir / "results.json")
-    return result

@@ -12,10 +12,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from apps.closed_loop import BundleRunConfig, BundleVectorPolicy, evaluate_bundle
+from apps.closed_loop import BundleRunConfig, BundleVectorPolicy
 from deploy.export import ExportConfig, export_checkpoint
 from deploy.runtime import load_manifest
-from training.evaluation import EvaluateConfig, detect_kind, evaluate_checkpoint
+from apps.evaluation import EvaluateConfig, detect_kind, evaluate_bundle, evaluate_checkpoint
 
 from tests.deploy.export_factory import REACH, imitation_checkpoint
 

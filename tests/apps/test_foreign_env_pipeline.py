@@ -23,11 +23,11 @@ def toy_env(obs_type: str = "state", pixels_as: str = "dict", **extra) -> dict:
 
 def run_pipeline(tmp_path: Path, env: dict, collect_kwargs: dict, bundle_run=None):
     """collect -> train a small MLP -> evaluate -> export -> closed loop; returns (checkpoint, bundle) results."""
-    from apps.closed_loop import BundleRunConfig, evaluate_bundle
+    from apps.closed_loop import BundleRunConfig
     from deploy.export import ExportConfig, export_checkpoint
     from training.checkpoints import checkpoint_to_resume
     from apps.recording import CollectConfig, collect
-    from training.evaluation import EvaluateConfig, evaluate_checkpoint
+    from apps.evaluation import EvaluateConfig, evaluate_bundle, evaluate_checkpoint
     from training.imitation.config import config_from_dict
     from training.imitation.trainer import run
 

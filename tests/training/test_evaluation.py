@@ -10,12 +10,8 @@ import pytest
 from envs.config import EnvConfig, make_env
 from envs.experts import make_expert
 from training import evaluation
-from training.checkpoints import save_checkpoint
 from training.evaluation import (
-    EvaluateConfig,
-    LoadedPolicy,
     evaluate,
-    evaluate_checkpoint,
     make_eval_envs,
     wilson_interval,
     write_results,
@@ -118,37 +114,6 @@ def test_bad_policy_output_and_arguments_are_refused(tmp_path):
     with pytest.raises(ValueError, match="autoreset_mode=DISABLED"):
         evaluate(autoreset, HoldPolicy(), episodes=1)
     autoreset.close()
-
-
-def test_checkpoint_dispatch_by_kind_writes_results(tmp_path, monkeypatch):
-    """A trainer plugs its checkpoints into scripts/eval.py with one loader; unknown kinds are refused clearly."""
-    ckpt = save_checkpoint(tmp_path / "run", step=3, kind="scripted", type="reach_expert",
-                           config={"env": "reach"}, write_files=lambda d: None)
-
-    def load(path, device):
-        return LoadedPolicy(env=REACH, make_policy=experts, metadata={"kind": "scripted", "device": device})
-
-    monkeypatch.setitem(evaluation.POLICY_LOADERS, "scripted", load)
-    cfg = EvaluateConfig(checkpoint=str(tmp_path / "run"), episodes=3, n_envs=2, video_episodes=0, randomization=True)
-    result = evaluate_checkpoint(cfg, tmp_path / "out")
-    data = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert data["episodes"] == 3 and data["successes"] == result.successes
-    assert data["metadata"]["kind"] == "scripted" and data["metadata"]["randomization"] is True
-    assert data["metadata"]["checkpoint"] == str((tmp_path / "run").resolve())
-    assert ckpt.exists()
-
-    monkeypatch.delitem(evaluation.POLICY_LOADERS, "scripted")
-    with pytest.raises(ValueError, match="no evaluation loader for 'scripted' checkpoints"):
-        evaluate_checkpoint(cfg, tmp_path / "out2")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        evaluate_checkpoint(EvaluateConfig(checkpoint=str(tmp_path / "missing")), tmp_path / "out3")
-
-
-def test_evaluate_config_rejects_bad_values():
-    with pytest.raises(ValueError, match="episodes must be >= 1"):
-        EvaluateConfig(checkpoint="x", episodes=0)
-    with pytest.raises(ValueError, match="video_episodes must be >= 0"):
-        EvaluateConfig(checkpoint="x", video_episodes=-1)
 
 
 # ---------------------------------------------------------------------------------------------- parallel evaluation

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from training.checkpoints import latest_checkpoint
 from training.datasets import WindowDataset
 from apps.recording import CollectConfig, collect
-from training.evaluation import EvaluateConfig, evaluate_checkpoint
+from apps.evaluation import EvaluateConfig, evaluate_checkpoint
 from training.imitation.checks import ImitationSetupError
 from training.imitation.checkpoint import read_imitation_checkpoint
 from training.imitation.config import config_from_dict, finalize, register_configs
@@ -386,7 +386,7 @@ def test_hydra_refuses_wrong_overrides(compose, override, message):
 # ------------------------------------------------------------------------------------------------ no env (issue 12)
 def test_training_without_an_env_takes_features_from_the_dataset(reach_data, tmp_path, monkeypatch):
     import training.imitation.trainer as trainer_module
-    from training.evaluation import load_for_evaluation
+    from apps.evaluation import load_for_evaluation
 
     def no_env(*_):
         raise AssertionError("an env was built although env is null")

@@ -23,7 +23,8 @@ from safetensors.torch import load_file as load_torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from training.checkpoints import latest_checkpoint
-from training.evaluation import EvaluateConfig, evaluate_checkpoint, make_eval_envs
+from apps.evaluation import EvaluateConfig, evaluate_checkpoint
+from training.evaluation import make_eval_envs
 from deploy.export.sources import sb3_actor
 from training.rl.algorithms import build_model
 from training.rl.checkpoint import (
