@@ -4,6 +4,7 @@ the exporter's refusals (existing output, failed parity, unexportable policies).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -242,3 +243,21 @@ def test_exported_bundle_is_refused_after_tampering(tmp_path):
         ChunkRunner(bundle)
     model.write_bytes(original)
     assert ChunkRunner(bundle).manifest.policy_type == "mlp"
+
+
+def test_export_builds_the_env_once_and_hashes_each_checkpoint_file_once(tmp_path, monkeypatch):
+    import deploy.export.sources
+    import training.checkpoints
+
+    ckpt = imitation_checkpoint(tmp_path / "run", "mlp")
+    made, hashed = [], []
+    real_make = gym.make
+    monkeypatch.setattr(gym, "make", lambda *a, **k: made.append(a[0]) or real_make(*a, **k))
+    for module in (training.checkpoints, deploy.export.sources):
+        real_hash = module.sha256_file
+        monkeypatch.setattr(module, "sha256_file", lambda path, _real=real_hash: hashed.append(Path(path).name)
+                            or _real(path))
+    export(tmp_path, ckpt)
+    assert made == [REACH["id"]]  # env metadata, parity observations: one instance
+    listed = json.loads((ckpt / "checkpoint.json").read_text())["files"]
+    assert sorted(hashed) == sorted([Path(name).name for name in listed] + ["checkpoint.json"])

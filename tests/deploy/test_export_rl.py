@@ -51,11 +51,18 @@ def env_observations(count: int, seed: int = 11) -> list[dict[str, np.ndarray]]:
 
 
 @pytest.mark.parametrize("algo", ["ppo", "sac"])
-def test_actor_bundle_matches_sb3_predict(algo, request):
+def test_actor_bundle_matches_sb3_predict(algo, request, monkeypatch):
     algo, ckpt, root = request.getfixturevalue(algo)
+    made = []
+    real_make = gym.make
+    monkeypatch.setattr(gym, "make", lambda *a, **k: made.append(a[0]) or real_make(*a, **k))
     result = export_checkpoint(ExportConfig(checkpoint=str(ckpt), output=str(root / "bundle"), optimize=False,
                                             parity_samples=2))
+    monkeypatch.undo()
     assert result.parity.passed
+    # One env to rebuild the SB3 model (its spaces), shared by the actor and the parity reference; one for the
+    # manifest's metadata, the rollouts of the motion profile and the parity observations.
+    assert made == [REACH["id"]] * 2
     bundle = BundlePolicy(root / "bundle")
     sb3 = load_for_evaluation(ckpt).make_policy(1)  # what scripts/eval.py runs for this checkpoint
     rng = np.random.default_rng(0)

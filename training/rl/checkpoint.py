@@ -171,15 +171,15 @@ def load_policy(rl: RLCheckpoint, device: str = "cpu"):
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from training.rl.algorithms import build_model
-    from training.rl.environments import make_flat_env, probe_spaces
+    from training.rl.environments import make_flat_env
 
     cfg = rl.config
-    layout, _, _ = probe_spaces(cfg.env)
-    if layout != rl.layout:
-        raise ValueError(f"{rl.checkpoint.path}: the policy was trained on observations {rl.layout.to_dict()}, "
-                         f"but {cfg.env.id} now produces {layout.to_dict()}")
     venv = DummyVecEnv([lambda: make_flat_env(cfg.env)])
     try:
+        layout = ObservationLayout.from_space(venv.envs[0].env.observation_space)  # the Dict space, unflattened
+        if layout != rl.layout:
+            raise ValueError(f"{rl.checkpoint.path}: the policy was trained on observations {rl.layout.to_dict()}, "
+                             f"but {cfg.env.id} now produces {layout.to_dict()}")
         algo = dataclasses.replace(cfg.algo, device=device)
         model = build_model(algo, venv, seed=cfg.seed, inference_only=True)
     finally:
