@@ -214,10 +214,10 @@ def rl_checkpoint(tmp_path_factory):
 
 
 def load_rl_checkpoint(path: Path) -> None:
-    from training.rl.checkpoint import policy_weights, read_rl_checkpoint
+    from training.rl.checkpoint import load_policy, read_rl_checkpoint
 
     rl = read_rl_checkpoint(path)
-    policy_weights(rl)
+    load_policy(rl)
     rl.normalizer
 
 
