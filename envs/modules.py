@@ -14,6 +14,17 @@ def _is_missing(err: ModuleNotFoundError, name: str) -> bool:
     return bool(missing) and (name == missing or name.startswith(missing + "."))
 
 
+def _import_if_present(name: str, what: str) -> Any:
+    """The module, or None when `name` itself is not found; a module that `name` imports being missing is an error."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if _is_missing(err, name):
+            return None
+        raise ModuleNotFoundError(f"{what}: importing {name!r} failed: {err} (a module that {name!r} imports is not "
+                                  "installed)", name=err.name) from err
+
+
 def import_user_module(name: str, what: str = "import_modules", noun: str = "") -> Any:
     """Import `name` as Python would from the current directory: installed packages first, then the working directory.
 
@@ -23,12 +34,9 @@ def import_user_module(name: str, what: str = "import_modules", noun: str = "") 
     """
     if not isinstance(name, str) or not name.strip() or any(not part.isidentifier() for part in name.split(".")):
         raise ValueError(f"{what}: {name!r} is not a Python module name (expected e.g. 'gym_pusht' or 'my_pkg.envs')")
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as err:
-        if not _is_missing(err, name):
-            raise ModuleNotFoundError(f"{what}: importing {name!r} failed: {err} (a module that {name!r} imports "
-                                      f"is not installed)", name=err.name) from err
+    module = _import_if_present(name, what)
+    if module is not None:
+        return module
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         # Only for this import: a process that changes directory must not collect stale entries on sys.path.
@@ -36,13 +44,11 @@ def import_user_module(name: str, what: str = "import_modules", noun: str = "") 
         sys.path.append(cwd)
         importlib.invalidate_caches()
         try:
-            return importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if not _is_missing(err, name):
-                raise ModuleNotFoundError(f"{what}: importing {name!r} failed: {err} (a module that {name!r} "
-                                          f"imports is not installed)", name=err.name) from err
+            module = _import_if_present(name, what)
         finally:
             sys.path.remove(cwd)
+        if module is not None:
+            return module
     searched = [p or "." for p in sys.path if p != cwd]
     raise ModuleNotFoundError(
         f"{what}: cannot import {noun}{name!r}: it is neither in the current directory ({cwd}) nor installed; "

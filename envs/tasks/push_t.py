@@ -49,33 +49,16 @@ def _split_at_y(points, c):
     return below, above
 
 
-def _clip_max(points, axis, c):
-    """Keep the part of a convex polygon with coordinate `axis` <= c."""
+def _clip(points, axis, c, keep_below: bool):
+    """Keep the part of a convex polygon with coordinate `axis` <= c (keep_below) or >= c."""
+    inside = (lambda u: u <= c) if keep_below else (lambda u: u >= c)
     out = []
     p = points[-1]
     pu = p[axis]
-    p_in = pu <= c
+    p_in = inside(pu)
     for q in points:
         u = q[axis]
-        q_in = u <= c
-        if q_in != p_in:
-            t = (c - pu) / (u - pu)
-            out.append((p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1])))
-        if q_in:
-            out.append(q)
-        p, pu, p_in = q, u, q_in
-    return out
-
-
-def _clip_min(points, axis, c):
-    """Keep the part of a convex polygon with coordinate `axis` >= c."""
-    out = []
-    p = points[-1]
-    pu = p[axis]
-    p_in = pu >= c
-    for q in points:
-        u = q[axis]
-        q_in = u >= c
+        q_in = inside(u)
         if q_in != p_in:
             t = (c - pu) / (u - pu)
             out.append((p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1])))
@@ -146,19 +129,19 @@ class TOverlap:
                 below, above = _split_at_y(corners, y_join)
             if above:
                 if x0 - ex < -bar_x:
-                    above = _clip_min(above, 0, -bar_x)
+                    above = _clip(above, 0, -bar_x, keep_below=False)
                 if x0 + ex > bar_x and above:
-                    above = _clip_max(above, 0, bar_x)
+                    above = _clip(above, 0, bar_x, keep_below=True)
                 if y0 + ey > y_top and above:
-                    above = _clip_max(above, 1, y_top)
+                    above = _clip(above, 1, y_top, keep_below=True)
                 total += _polygon_area(above)
             if below and x0 - ex < stem_x and x0 + ex > -stem_x:
                 if x0 - ex < -stem_x:
-                    below = _clip_min(below, 0, -stem_x)
+                    below = _clip(below, 0, -stem_x, keep_below=False)
                 if x0 + ex > stem_x and below:
-                    below = _clip_max(below, 0, stem_x)
+                    below = _clip(below, 0, stem_x, keep_below=True)
                 if y0 - ey < y_bottom and below:
-                    below = _clip_min(below, 1, y_bottom)
+                    below = _clip(below, 1, y_bottom, keep_below=False)
                 total += _polygon_area(below)
         return total / self.area
 

@@ -74,14 +74,21 @@ def test_stalled_first_inference_returns_no_command_and_lands_later(tmp_path):
     assert runner.faults == {Fault.LATE_CHUNK: 1} and list(s.delivery_ticks) == [2]
 
 
-def test_stall_mid_episode_goes_on_with_the_previous_plan_then_compensates_latency(tmp_path):
-    # chunk 10, a new request every 5 ticks; the request at tick 5 stalls.
-    bundle = ramp_bundle(tmp_path / "b", chunk_size=10, n_action_steps=5, frequency_hz=HZ)
+def stalled_second_request(tmp_path, chunk_size: int, n_action_steps: int, release_at: int, ticks: int):
+    """Runs a ramp bundle on a robot at 100 * tick whose second request stalls until tick `release_at`: the first
+    action of every tick, and the runner."""
+    bundle = ramp_bundle(tmp_path / "b", chunk_size=chunk_size, n_action_steps=n_action_steps, frequency_hz=HZ)
     with ChunkRunner(bundle, sync_deadline_s=0.01) as runner:
         stall = Stall(runner, stalled={2})
-        actions = [runner.tick(state_obs(100.0 * t))[0] for t in range(8)]
+        actions = [runner.tick(state_obs(100.0 * t))[0] for t in range(release_at)]
         stall.release()
-        actions += [runner.tick(state_obs(100.0 * t))[0] for t in range(8, 11)]
+        actions += [runner.tick(state_obs(100.0 * t))[0] for t in range(release_at, ticks)]
+    return actions, runner
+
+
+def test_stall_mid_episode_goes_on_with_the_previous_plan_then_compensates_latency(tmp_path):
+    # chunk 10, a new request every 5 ticks; the request at tick 5 stalls.
+    actions, runner = stalled_second_request(tmp_path, chunk_size=10, n_action_steps=5, release_at=8, ticks=11)
     # Tick 5's inference missed the deadline: ticks 5-7 go on with chunk(0)'s plan (actions 5, 6, 7). chunk(5)
     # (500 + i) lands at tick 8, where the robot has moved on: its actions for ticks 5-7 are skipped -> 503, 504;
     # the next request stays on the schedule, 5 ticks after chunk(5)'s tick: tick 10 -> 1000.
@@ -92,12 +99,7 @@ def test_stall_mid_episode_goes_on_with_the_previous_plan_then_compensates_laten
 
 
 def test_stall_when_the_plan_runs_out_holds_the_last_command(tmp_path):
-    bundle = ramp_bundle(tmp_path / "b", chunk_size=5, n_action_steps=5, frequency_hz=HZ)
-    with ChunkRunner(bundle, sync_deadline_s=0.01) as runner:
-        stall = Stall(runner, stalled={2})
-        actions = [runner.tick(state_obs(100.0 * t))[0] for t in range(7)]
-        stall.release()
-        actions.append(runner.tick(state_obs(700.0))[0])
+    actions, runner = stalled_second_request(tmp_path, chunk_size=5, n_action_steps=5, release_at=7, ticks=8)
     # chunk(0) covers ticks 0-4; tick 5's chunk is late: ticks 5 and 6 hold 4. It lands at tick 7; the robot has
     # stood still since tick 5, so it starts at its action 0 there (500).
     assert actions == [0, 1, 2, 3, 4, 4, 4, 500]

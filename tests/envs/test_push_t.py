@@ -11,6 +11,7 @@ import envs  # noqa: F401  (registers the tasks)
 from envs.assets.push_t import TShape
 from envs.experts import make_expert
 from envs.tasks.push_t import PushTEnv, TOverlap
+from tests.envs.episodes import expert_episode
 
 ENV_ID = "cerebellum/PushT-v0"
 NO_NOISE = {"agent_pos_noise_std": 0.0, "environment_state_noise_std": 0.0}
@@ -166,14 +167,8 @@ def test_a_push_has_the_same_effect_wherever_the_block_is_and_however_it_is_turn
 @pytest.mark.parametrize("randomization", [False, True])
 def test_expert_solves_a_few_seeds(randomization):
     env = gym.make(ENV_ID, randomization=randomization)
-    expert = make_expert(env)
     for seed in (0, 1, 2):
-        obs, _ = env.reset(seed=seed)
-        expert.reset()
-        for _ in range(env.unwrapped.max_episode_steps):
-            obs, _, terminated, truncated, info = env.step(expert(obs))
-            if terminated or truncated:
-                break
+        terminated, info = expert_episode(env, seed)
         assert info["is_success"] and terminated, f"seed {seed} not solved"
 
 

@@ -96,6 +96,15 @@ def test_pixels_mode_renders_requested_camera_only_and_not_blank(env_id):
     env.close()
 
 
+@pytest.mark.parametrize("env_id", ["cerebellum/PickCube-v0", "cerebellum/Reach-v0"])  # the SO-101 scenes
+def test_every_so101_camera_renders_a_non_blank_frame(env_id):
+    env = make(env_id, obs_mode="pixels", cameras=("top", "front", "wrist"), image_size=(60, 80))
+    obs, _ = env.reset(seed=0)
+    for camera, frame in obs["pixels"].items():
+        assert frame.shape == (60, 80, 3) and frame.std() > 5, camera
+    env.close()
+
+
 @pytest.mark.parametrize("vector_cls", [gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv])
 def test_gymnasium_vector_envs(vector_cls):
     env_id = "cerebellum/Reach-v0"

@@ -61,20 +61,17 @@ def invoke(script: str, args: list[str]) -> Outcome:
 
 # ------------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> dict[str, str]:
+def inputs(tmp_path_factory, small_reach_data) -> dict[str, str]:
     """Paths the cases name: a plain file, an empty directory, a small dataset and two checkpoints trained on it
 (one with its env, one without: env=null)."""
     os.environ.setdefault("MUJOCO_GL", "egl")
-    from apps.recording import CollectConfig, collect
     from training.imitation.config import config_from_dict
     from training.imitation.trainer import train
 
     base = tmp_path_factory.mktemp("inputs")
     (base / "afile.txt").write_text("not a directory\n")
     (base / "empty").mkdir()
-    data = base / "data"
-    collect(CollectConfig(env_id="cerebellum/Reach-v0", env_kwargs={"max_episode_steps": 20}, n_episodes=2,
-                          output_dir=str(data), progress=False))
+    data = small_reach_data
     cfg = config_from_dict({
         "env": {"id": "cerebellum/Reach-v0", "max_episode_steps": 20},
         "policy": {"type": "mlp", "hidden_dims": [16], "chunk_size": 4, "n_action_steps": 4},

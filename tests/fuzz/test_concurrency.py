@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ import toy_env_for_datasets as toy  # noqa: E402
 from training.datasets import DatasetMeta, DatasetWriter, LockHeldError, atomic, load_numeric  # noqa: E402
 from apps.recording import CollectConfig, collect  # noqa: E402
 from fileio.locks import owner_pid  # noqa: E402
+from tests.processes import kill_9, reaped, wait_for  # noqa: E402
 from training.datasets.verify import verify_dataset  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(DATASET_TESTS)]), "WANDB_MODE": "disabled",
@@ -39,22 +39,9 @@ def spawn(code: str, stdin: bool = False, **env) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None:
-            raise AssertionError(f"the writer exited ({proc.returncode}) before {what}: {proc.stderr.read()[-3000:]}")
-        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
-        time.sleep(0.02)
-
-
 def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]:
-    try:
+    with reaped(proc):
         out, err = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     return proc.returncode, out, err
 
 
@@ -99,8 +86,7 @@ def committed_episodes(root: Path) -> int:
 # ------------------------------------------------------------------------------------------------ datasets
 def test_second_collect_stops_at_once_naming_the_first_then_a_killed_writer_is_resumed(tmp_path, monkeypatch):
     root = tmp_path / "ds"
-    first = spawn(collect_code(root, 30))
-    try:
+    with reaped(spawn(collect_code(root, 30))) as first:
         wait_for(lambda: owner_pid(root) == first.pid and committed_episodes(root) >= 2, first, "first commit")
         with pytest.raises(LockHeldError, match=rf"dataset {root} is locked by pid {first.pid}\b") as err:
             collect(collect_config(root, 30))
@@ -115,12 +101,7 @@ def test_second_collect_stops_at_once_naming_the_first_then_a_killed_writer_is_r
         assert first.poll() is None, "the first collection ended before the script met it; make it longer"
         assert script.returncode == 2, script.stderr
         assert script.stderr.strip().splitlines() == [f"error: {err.value}"]
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(30)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
+        kill_9(first)
     # The dead writer's lock file is still there, naming it; the kernel dropped its flock, so nothing blocks.
     assert owner_pid(root) == first.pid
     monkeypatch.setenv("TOY_EXPERT_SLEEP", "0")
@@ -163,8 +144,7 @@ STAGING_WRITER = """
 
 def test_recover_never_deletes_a_live_writers_staging(tmp_path):
     root = tmp_path / "ds"
-    writer = spawn(STAGING_WRITER.format(root=str(root)), stdin=True)
-    try:
+    with reaped(spawn(STAGING_WRITER.format(root=str(root)), stdin=True)) as writer:
         assert writer.stdout.readline().strip() == "staged", writer.stderr.read()
         staged = sorted((root / atomic.STAGING_DIR).rglob("*"))
         assert any(p.suffix == ".parquet" for p in staged) is False  # parquet files are written at commit
@@ -178,10 +158,6 @@ def test_recover_never_deletes_a_live_writers_staging(tmp_path):
         writer.stdin.flush()
         code, out, err = finish(writer)
         assert code == 0 and out.strip() == "closed", err
-    finally:
-        if writer.poll() is None:
-            writer.kill()
-            writer.wait()
     assert DatasetMeta(root).total_episodes == 3 and verify_dataset(root).ok
     assert not (root / atomic.STAGING_DIR).exists()
 
@@ -283,8 +259,7 @@ def test_second_training_into_one_run_dir_stops_naming_the_first_then_resume_tru
 
     data, run_dir = tmp_path / "ds", tmp_path / "run"
     collect(collect_config(data, 3, policy_factory="toy_env_for_datasets:make_toy_expert"))
-    first = spawn(TRAIN_CODE.format(cfg=train_cfg(data, 10**6), run_dir=str(run_dir)))
-    try:
+    with reaped(spawn(TRAIN_CODE.format(cfg=train_cfg(data, 10**6), run_dir=str(run_dir)))) as first:
         def logged_past_checkpoint() -> bool:
             latest = latest_checkpoint(run_dir)
             return latest is not None and max(metrics_steps(run_dir), default=0) > int(latest.name[5:])
@@ -295,12 +270,7 @@ def test_second_training_into_one_run_dir_stops_naming_the_first_then_resume_tru
         with pytest.raises(LockHeldError, match=rf"locked by pid {first.pid}\b"):
             run(config_from_dict({**train_cfg(data, 100), "resume": str(run_dir)}), tmp_path / "unused")
         assert first.poll() is None
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(30)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
+        kill_9(first)
     resume = latest_of_run(run_dir)
     assert max(metrics_steps(run_dir)) > resume.step  # rows the resumed run would log a second time
     result = train(resume.config, run_dir, resume=resume, should_stop=lambda step: step >= resume.step + 20)
@@ -331,7 +301,7 @@ def test_second_rl_training_stops_naming_the_first_then_resume_truncates_progres
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         cfg = finalize(OmegaConf.to_object(compose("train_rl", overrides=overrides)))
-    try:
+    with reaped(first):
         def csv_past_checkpoint() -> bool:
             latest = latest_checkpoint(run_dir)
             path = run_dir / "progress.csv"
@@ -343,12 +313,7 @@ def test_second_rl_training_stops_naming_the_first_then_resume_truncates_progres
         wait_for(csv_past_checkpoint, first, "progress logged after a checkpoint", timeout=240)
         with pytest.raises(LockHeldError, match=rf"run directory {run_dir} is locked by pid {first.pid}\b"):
             train(cfg, run_dir)
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(30)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
+        kill_9(first)
     resume = resume_from(run_dir)
     train(resume.config, run_dir, resume=resume)
     rows = list(csv.DictReader((run_dir / "progress.csv").read_text().splitlines()))
@@ -368,7 +333,7 @@ def test_torchrun_into_a_locked_run_dir_stops_every_rank_without_waiting(tmp_pat
         print("locked", flush=True)
         time.sleep(600)
     """)
-    try:
+    with reaped(holder):
         assert holder.stdout.readline().strip() == "locked", holder.stderr.read()
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                str(REPO / "scripts/train.py"), "env=null", f"dataset.root={data}", "policy=mlp",
@@ -382,6 +347,3 @@ def test_torchrun_into_a_locked_run_dir_stops_every_rank_without_waiting(tmp_pat
         assert len(errors) == 2, proc.stderr[-4000:]  # one line from each rank, both naming the holder
         assert all(f"run directory {run_dir} is locked by pid {holder.pid}" in line for line in errors), errors
         assert not list(run_dir.glob("checkpoints")) and not (run_dir / "metrics.jsonl").exists()
-    finally:
-        holder.kill()
-        holder.wait()

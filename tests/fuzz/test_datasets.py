@@ -174,18 +174,6 @@ def test_pristine_checkpoint_loads(checkpoint):
     load_checkpoint(checkpoint)
 
 
-@pytest.mark.parametrize("rel, column, spec", _cases({f.replace("/", "_").replace(".", "_"): (f, None)
-                                                      for f in CHECKPOINT_FILES}))
-def test_corrupt_checkpoint_file_is_refused_naming_it(checkpoint, tmp_path, rel, column, spec):
-    path = tmp_path / checkpoint.name
-    shutil.copytree(checkpoint, path)
-    mutate(path / rel, spec, column)
-    with time_cap(60):
-        with pytest.raises(ValueError) as err:
-            load_checkpoint(path)
-    assert rel in str(err.value), f"{type(err.value).__name__}: {err.value}"
-
-
 RL_CHECKPOINT_FILES = ("checkpoint.json", "config.yaml", "model.zip", "policy.safetensors", "normalization.json",
                        "trainer_state.json")
 
@@ -225,13 +213,22 @@ def test_pristine_rl_checkpoint_loads(rl_checkpoint):
     load_rl_checkpoint(rl_checkpoint)
 
 
-@pytest.mark.parametrize("rel, column, spec", _cases({f"rl_{f.replace('.', '_')}": (f, None)
-                                                      for f in RL_CHECKPOINT_FILES}))
-def test_corrupt_rl_checkpoint_file_is_refused_naming_it(rl_checkpoint, tmp_path, rel, column, spec):
-    path = tmp_path / rl_checkpoint.name
-    shutil.copytree(rl_checkpoint, path)
+def _checkpoint_cases(fixture: str, prefix: str, files: tuple[str, ...]) -> list:
+    cases = _cases({prefix + f.replace("/", "_").replace(".", "_"): (f, None) for f in files})
+    return [pytest.param(fixture, *case.values, id=case.id) for case in cases]
+
+
+LOADERS = {"checkpoint": load_checkpoint, "rl_checkpoint": load_rl_checkpoint}
+
+
+@pytest.mark.parametrize("fixture, rel, column, spec", _checkpoint_cases("checkpoint", "", CHECKPOINT_FILES)
+                         + _checkpoint_cases("rl_checkpoint", "rl_", RL_CHECKPOINT_FILES))
+def test_corrupt_checkpoint_file_is_refused_naming_it(request, tmp_path, fixture, rel, column, spec):
+    source = request.getfixturevalue(fixture)
+    path = tmp_path / source.name
+    shutil.copytree(source, path)
     mutate(path / rel, spec, column)
     with time_cap(60):
         with pytest.raises(ValueError) as err:
-            load_rl_checkpoint(path)
+            LOADERS[fixture](path)
     assert rel in str(err.value), f"{type(err.value).__name__}: {err.value}"

@@ -16,7 +16,6 @@ import torch
 from safetensors.torch import load_file
 
 from training.checkpoints import LATEST_FILE, latest_checkpoint, step_dir_name
-from apps.recording import CollectConfig, collect
 from training.distributed import WORKER_HYDRA_OVERRIDES, DistributedContext, setup, worker_hydra_overrides
 from training.imitation.checkpoint import read_imitation_checkpoint
 from training.imitation.config import config_from_dict
@@ -46,14 +45,6 @@ def single_threaded(monkeypatch):
     previous = torch.get_num_threads()
     yield
     torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def reach_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data") / "reach"
-    collect(CollectConfig(env_id="cerebellum/Reach-v0", env_kwargs={"max_episode_steps": 30}, n_episodes=4,
-                          output_dir=str(root), progress=False))
-    return root
 
 
 def torchrun(args: list[str], cwd: Path) -> None:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +15,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.processes import kill_9, reaped, wait_for
 from training.checkpoints import latest_checkpoint
 from training.datasets import WindowDataset
-from apps.recording import CollectConfig, collect
 from apps.evaluation import EvaluateConfig, evaluate_checkpoint
 from training.imitation.checks import ImitationSetupError
 from training.imitation.checkpoint import read_imitation_checkpoint
 from training.imitation.config import config_from_dict, finalize, register_configs
-from training.imitation.trainer import load, resume, resumed_config, run, train
+from training.imitation.trainer import resumed_config, run, train
 
 REPO = Path(__file__).resolve().parents[2]
 REACH = {"id": "cerebellum/Reach-v0", "max_episode_steps": 30}
@@ -42,15 +41,6 @@ def quiet_and_single_threaded(monkeypatch):
     previous = torch.get_num_threads()
     yield
     torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def reach_data(tmp_path_factory) -> Path:
-    """Four 30-step Reach expert episodes (state), recorded with the project's collector."""
-    root = tmp_path_factory.mktemp("data") / "reach"
-    collect(CollectConfig(env_id="cerebellum/Reach-v0", env_kwargs={"max_episode_steps": 30}, n_episodes=4,
-                          output_dir=str(root), progress=False))
-    return root
 
 
 def make_cfg(data: Path, policy: str, **fields):
@@ -153,20 +143,10 @@ def test_kill_9_mid_training_then_resume_reaches_the_final_step(reach_data, tmp_
         "logger.mode=disabled", f"hydra.run.dir={run_dir}",
     ]
     env = {**os.environ, "WANDB_MODE": "disabled", "MUJOCO_GL": "egl"}
-    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), *overrides], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while latest_checkpoint(run_dir) is None:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "no checkpoint within 120 s"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with reaped(subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), *overrides], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)) as proc:
+        wait_for(lambda: latest_checkpoint(run_dir) is not None, proc, "checkpoint", timeout=120)
+        kill_9(proc)
     killed_at = read_imitation_checkpoint(run_dir).step
     assert proc.returncode == -signal.SIGKILL and 0 < killed_at < steps
 
@@ -252,24 +232,6 @@ def test_checkpoint_of_another_policy_type_is_refused(reach_data, tmp_path):
         resumed_config(resumed, given, ["policy=act", f"resume={tmp_path / 'mlp_run'}"])
     with pytest.raises(ImitationSetupError, match=r"cannot be applied: \['steps'\]"):
         resumed_config(resumed, given, ["steps=5"])
-
-
-def test_resume_takes_execution_overrides_only_and_load_returns_the_trained_policy(reach_data, tmp_path, capfd):
-    cfg = make_cfg(reach_data, "mlp", steps=8, log_every=1, checkpoint={"every_steps": 4})
-    train(cfg, tmp_path / "run", should_stop=lambda step: step == 4)
-    with pytest.raises(ImitationSetupError, match=r"cannot be applied: \['batch_size', 'optim.eps'\]\. Allowed"):
-        resume(tmp_path / "run", ["batch_size=4", "device=cpu", "optim.eps=1e-6"])
-    capfd.readouterr()
-    result = resume(tmp_path / "run", ["progress_bar=true", "log_every=2"])  # stderr is no terminal here
-    assert result.step == 8 and [row["step"] for row in result.history] == [6, 8]
-    err = capfd.readouterr().err
-    assert "\r" not in err and "train mlp: 8/8 steps (100%)" in err
-    saved = read_imitation_checkpoint(tmp_path / "run").config
-    assert (saved.progress_bar, saved.log_every, saved.resume) == (True, 2, None)
-    policy = load(tmp_path / "run")
-    assert not policy.training
-    for key, value in weights(tmp_path / "run").items():
-        assert torch.equal(policy.state_dict()[key], value), key
 
 
 def test_init_from_copies_the_weights_of_a_same_type_checkpoint(reach_data, tmp_path):

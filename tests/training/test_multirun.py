@@ -16,7 +16,6 @@ import yaml
 from safetensors.torch import load_file
 
 from training.checkpoints import latest_checkpoint
-from apps.recording import CollectConfig, collect
 from training.imitation.config import finalize, register_configs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,14 +24,6 @@ TINY = [
     "policy.n_action_steps=4", "steps=6", "batch_size=16", "log_every=3", "optim.warmup_steps=2",
     "eval.final_episodes=0", "progress_bar=false", "torch_threads=1", "logger.mode=disabled",
 ]
-
-
-@pytest.fixture(scope="module")
-def reach_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data") / "reach"
-    collect(CollectConfig(env_id="cerebellum/Reach-v0", env_kwargs={"max_episode_steps": 30}, n_episodes=4,
-                          output_dir=str(root), progress=False))
-    return root
 
 
 def train_script(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

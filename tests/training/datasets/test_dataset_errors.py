@@ -1,11 +1,10 @@
 """Bad input: unknown versions, missing or corrupt files, wrong episode contents -> errors naming the culprit."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
-from dataset_test_utils import FEATURES, make_episode, write_small_dataset
+from dataset_test_utils import FEATURES, make_episode
 
 from training.datasets import (
     CorruptFileError,
@@ -21,19 +20,12 @@ DATA0 = "data/chunk-000/file-000.parquet"
 VIDEO0 = "videos/observation.images.top/chunk-000/file-000.mp4"
 
 
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory):
-    return write_small_dataset(tmp_path_factory.mktemp("err") / "ds", seed=9, lengths=(5, 6, 4))
-
-
 @pytest.fixture
-def dataset(pristine, tmp_path):
-    """A copy without meta/checksums.json: these tests reach the structural checks that datasets without
+def dataset(dataset):
+    """The copy without meta/checksums.json: these tests reach the structural checks that datasets without
     checksums (LeRobot's) rely on; with checksums every edit below is caught earlier (test_dataset_checksums.py)."""
-    root = tmp_path / "ds"
-    shutil.copytree(pristine, root)
-    (root / "meta/checksums.json").unlink()
-    return root
+    (dataset / "meta/checksums.json").unlink()
+    return dataset
 
 
 def test_unknown_codebase_version(dataset):
@@ -56,29 +48,31 @@ def test_missing_dataset_and_info(tmp_path, dataset):
         DatasetMeta(dataset)
 
 
-def test_missing_and_corrupt_parquet_name_file_and_episodes(dataset):
-    data = dataset / DATA0
-    blob = data.read_bytes()
-    data.unlink()
-    with pytest.raises(FileNotFoundError, match=r"file-000\.parquet.*episodes 0\.\.1"):
-        WindowDataset(dataset, {"action": [0]})
-    data.write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(CorruptFileError, match=r"file-000\.parquet.*episodes 0\.\.1"):
-        WindowDataset(dataset, {"action": [0]})
+# file, what the error must name, how a reader meets it, how much of the file a truncation keeps
+READERS = {
+    "parquet": (DATA0, r"file-000\.parquet.*episodes 0\.\.1", lambda root: WindowDataset(root, {"action": [0]}), 2),
+    "video": (VIDEO0, r"file-000\.mp4.*observation\.images\.top.*episodes 0\.\.1",
+              lambda root: load_images(DatasetMeta(root), "observation.images.top", in_memory=True), 3),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(READERS))
+def test_missing_and_corrupt_data_files_are_named_with_their_episodes(dataset, kind):
+    relative, named, read, keep = READERS[kind]
+    path = dataset / relative
+    blob = path.read_bytes()
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match=named):
+        read(dataset)
+    path.write_bytes(blob[: len(blob) // keep])
+    with pytest.raises(CorruptFileError, match=named):
+        read(dataset)
+
+
+def test_corrupt_episode_metadata_is_named(dataset):
     (dataset / "meta/episodes/chunk-000/file-001.parquet").write_bytes(b"not parquet")
     with pytest.raises(CorruptFileError, match=r"meta/episodes/chunk-000/file-001\.parquet"):
         DatasetMeta(dataset)
-
-
-def test_missing_and_corrupt_video_name_file_key_and_episodes(dataset):
-    video = dataset / VIDEO0
-    blob = video.read_bytes()
-    video.unlink()
-    with pytest.raises(FileNotFoundError, match=r"file-000\.mp4.*observation\.images\.top.*episodes 0\.\.1"):
-        load_images(DatasetMeta(dataset), "observation.images.top", in_memory=True)
-    video.write_bytes(blob[: len(blob) // 3])
-    with pytest.raises(CorruptFileError, match=r"file-000\.mp4.*observation\.images\.top.*episodes 0\.\.1"):
-        load_images(DatasetMeta(dataset), "observation.images.top", in_memory=True)
 
 
 def test_episode_rows_missing_from_data_file(dataset):

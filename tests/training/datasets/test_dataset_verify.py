@@ -1,7 +1,6 @@
 """scripts/inspect_dataset.py --verify: one line per problem and a summary; exit 0 clean, 1 problems, 2 bad usage."""
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from dataset_test_utils import flip, value_bytes_offset, write_small_dataset
+from dataset_test_utils import flip, value_bytes_offset
 
 from training.datasets import checksums
 from training.datasets.verify import verify_dataset
@@ -21,18 +20,6 @@ import inspect_dataset  # noqa: E402
 
 DATA0 = "data/chunk-000/file-000.parquet"
 VIDEO1 = "videos/observation.images.top/chunk-000/file-001.mp4"
-
-
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory):
-    return write_small_dataset(tmp_path_factory.mktemp("verify") / "ds", seed=4, lengths=(5, 6, 4))
-
-
-@pytest.fixture
-def dataset(pristine, tmp_path):
-    root = tmp_path / "ds"
-    shutil.copytree(pristine, root)
-    return root
 
 
 def reseal(root: Path) -> None:

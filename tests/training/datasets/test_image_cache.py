@@ -6,24 +6,11 @@ import stat
 from pathlib import Path
 
 import numpy as np
-import pytest
-from dataset_test_utils import make_episode, write_small_dataset
+from dataset_test_utils import make_episode
 
 from training.datasets import DatasetMeta, DatasetWriter, WindowDataset, image_cache
 
 CAMERA = "observation.images.top"
-
-
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory):
-    return write_small_dataset(tmp_path_factory.mktemp("imgcache") / "ds", seed=5, lengths=(5, 7, 3))
-
-
-@pytest.fixture
-def dataset(pristine, tmp_path):
-    root = tmp_path / "ds"
-    shutil.copytree(pristine, root)
-    return root
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
