@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_dataset_loader import synthetic_dataset  # noqa: E402
+from bench_dataset_loader import dataset_or_synthetic  # noqa: E402
 
 from training.datasets import DatasetMeta, checksums, load_images, load_numeric  # noqa: E402
 
@@ -55,12 +55,7 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, scratch: Path) -> None:
-    root = args.dataset
-    if root is None:
-        root = scratch / "synthetic"
-        t0 = time.perf_counter()
-        synthetic_dataset(root, args.episodes, args.length, 96)
-        print(f"wrote synthetic dataset {root} ({args.episodes} x {args.length} frames) in {time.perf_counter() - t0:.1f} s")
+    root = dataset_or_synthetic(args.dataset, args.episodes, args.length, scratch)
     files = checksums.read_manifest(root)
     if files is None:
         sys.exit(f"error: {root} carries no checksums ({checksums.CHECKSUMS_PATH}); nothing to measure")

@@ -49,6 +49,17 @@ def synthetic_dataset(root: Path, episodes: int, length: int, size: int) -> Path
     return root
 
 
+def dataset_or_synthetic(given: Path | None, episodes: int, length: int, scratch: Path) -> Path:
+    """The dataset given, or a synthetic one written (and timed) under `scratch`."""
+    if given is not None:
+        return given
+    root = scratch / "synthetic"
+    t0 = time.perf_counter()
+    synthetic_dataset(root, episodes, length, 96)
+    print(f"wrote synthetic dataset {root} ({episodes} x {length} frames) in {time.perf_counter() - t0:.1f} s")
+    return root
+
+
 def throughput(loader, seconds: float) -> float:
     it = iter(loader)
     next(it)  # warm-up (worker start, first allocation)
@@ -74,12 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    root = args.dataset
-    if root is None:
-        root = Path(tempfile.mkdtemp()) / "synthetic"
-        t0 = time.perf_counter()
-        synthetic_dataset(root, args.episodes, args.length, 96)
-        print(f"wrote synthetic dataset {root} ({args.episodes} x {args.length} frames) in {time.perf_counter() - t0:.1f} s")
+    root = dataset_or_synthetic(args.dataset, args.episodes, args.length, Path(tempfile.mkdtemp()))
     meta = DatasetMeta(root)
     camera = meta.camera_keys[0] if meta.camera_keys else None
     t0 = time.perf_counter()
