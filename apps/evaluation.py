@@ -50,6 +50,7 @@ class EvaluateConfig:
     # None: as trained; true/false switches the env's domain randomization on/off for this evaluation.
     randomization: Optional[bool] = None
     device: str = "cpu"
+    progress: bool = True  # finished episodes: a bar on a terminal, a plain line every 30 s elsewhere
     # Exported bundles only (ignored for checkpoints): how ChunkRunner runs in closed loop.
     bundle: BundleRunConfig = field(default_factory=BundleRunConfig)
 
@@ -139,6 +140,7 @@ def evaluate_checkpoint(cfg: EvaluateConfig, output_dir: str | Path, loaded: Loa
             video_dir=output_dir / "videos",
             metadata={**loaded.metadata, "checkpoint": str(Path(cfg.checkpoint).resolve()),
                       "randomization": bool(env.randomization.enabled)},
+            progress=cfg.progress,
         )
     finally:
         envs.close()

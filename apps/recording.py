@@ -6,6 +6,9 @@ attempt order (whatever sub-env finishes first), so the dataset is "the first N 
 per-episode ``seed`` column) and reproduces exactly the episodes an uninterrupted run would have kept.
 """
 
+import dataclasses
+import multiprocessing
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,15 +17,15 @@ from typing import Any, Dict, List, Optional
 import gymnasium as gym
 import numpy as np
 
-from envs.config import EnvConfig, accepts_our_options
+from envs.config import EnvConfig, accepts_our_options, check_foreign_options
 from envs.modules import import_object, import_user_module
-
 from training.datasets.env_factory import EnvFactory
 from training.datasets.format import COLLECTION_PATH, INFO_PATH, IMAGE_PREFIX
 from training.datasets.observations import ObservationMapping, ObservationMappingError, action_shape
 from training.datasets.reader import DatasetMeta
 from training.datasets.video import VideoConfig
 from training.datasets.writer import DatasetWriter
+from training.progress import Progress
 
 # Fields that must agree between an interrupted collection and its resumption.
 _RESUME_FIELDS = ("env_id", "env_kwargs", "policy_factory", "seed", "keep_only_successful", "record_state", "cameras", "task")
@@ -87,17 +90,11 @@ class CollectConfig:
     @staticmethod
     def _env_kwargs(env: EnvConfig) -> Dict[str, Any]:
         """What make_env passes to gymnasium.make for this config, as plain JSON values (the collection record)."""
-        import dataclasses
-
-        import envs  # noqa: F401  (registers our tasks, so accepts_our_options can look the id up)
-
         _import_modules(env.import_modules, "env.import_modules")
         if env.id in gym.registry and accepts_our_options(env.id):
             kwargs = env.make_kwargs()
             kwargs["randomization"] = dataclasses.asdict(env.randomization)
             return {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
-        from envs.config import check_foreign_options
-
         if env.id in gym.registry:
             check_foreign_options(env)
         kwargs = dict(env.kwargs)
@@ -124,8 +121,6 @@ class CollectConfig:
                              f"{self.policy_factory!r}")
         if self.vector_mode not in VECTOR_MODES:
             raise ValueError(f"vector_mode must be one of {VECTOR_MODES}, got {self.vector_mode!r}")
-        import multiprocessing
-
         if self.worker_start_method not in multiprocessing.get_all_start_methods():
             raise ValueError(f"worker_start_method must be one of {multiprocessing.get_all_start_methods()}, got "
                              f"{self.worker_start_method!r}")
@@ -177,8 +172,6 @@ def _check_output_dir(root: Path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise ValueError(f"output_dir={str(root)!r} cannot be created: {str(existing)!r} is a file")
-    import os
-
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"output_dir={str(root)!r} cannot be written: {str(existing)!r} is not writable")
 
@@ -382,11 +375,8 @@ def collect(cfg: CollectConfig) -> CollectResult:
     max_attempts = cfg.max_attempts or 3 * cfg.n_episodes + cfg.n_envs
     policies = [factory(probe) for _ in range(cfg.n_envs)]
     envs = _make_vector_env(cfg, make_env)
-    bar = None
-    if cfg.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.n_episodes, initial=writer.num_episodes, desc=f"collect {cfg.env_id}", unit="ep")
+    bar = Progress(cfg.n_episodes, f"collect {cfg.env_id}", unit="episode", enabled=cfg.progress,
+                   initial=writer.num_episodes)
     slots: List[Optional[_Episode]] = [None] * cfg.n_envs
     finished: Dict[int, _Episode] = {}
     next_resolve = next_start = next_attempt
@@ -435,10 +425,8 @@ def collect(cfg: CollectConfig) -> CollectResult:
                                                             "success": episode.success})
                     result.recorded += 1
                     result.frames += len(arrays["action"])
-                    if bar is not None:
-                        bar.update(1)
-                if bar is not None:
-                    bar.set_postfix(attempts=next_resolve - next_attempt, success=f"{result.successes}/{result.attempts}")
+                bar.update(int(accepted), attempts=next_resolve - next_attempt,
+                           success=f"{result.successes}/{result.attempts}")
             if writer.num_episodes >= cfg.n_episodes:
                 break
             if next_resolve - next_attempt >= max_attempts:
@@ -458,8 +446,7 @@ def collect(cfg: CollectConfig) -> CollectResult:
         writer.abort()  # committed episodes stay; the uncommitted batch is redone on resume
         raise
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
         envs.close()
         probe.close()
     result.episodes = writer.num_episodes

@@ -52,6 +52,7 @@ from gymnasium.vector import AutoresetMode
 from envs.config import EnvConfig, make_env
 from envs.rollout import write_video
 from fileio.atomic import write_text_atomic
+from training.progress import Progress
 
 RESULTS_SCHEMA_VERSION = 1
 Z_95 = 1.959963984540054  # two-sided 95% normal quantile
@@ -245,8 +246,10 @@ def evaluate(
     video_episodes: int = 0,
     video_dir: str | Path | None = None,
     metadata: Mapping[str, Any] | None = None,
+    progress: bool = False,
 ) -> EvaluationResult:
-    """Run `episodes` episodes (episode i on seed `seed + i`) and collect success, return, length and videos."""
+    """Run `episodes` episodes (episode i on seed `seed + i`) and collect success, return, length and videos.
+    progress: report finished episodes (training.progress: a bar on a terminal, plain lines elsewhere)."""
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if video_episodes < 0:
@@ -264,6 +267,8 @@ def evaluate(
     action_shape = (n, *envs.single_action_space.shape)
     fps = float(envs.metadata.get("render_fps") or 30.0)
     start = time.perf_counter()
+    env_id = _env_id(envs)
+    bar = Progress(episodes, f"evaluate {env_id}", unit="episode", enabled=progress)
 
     episode_of = np.full(n, -1)  # episode index each sub-env is running, -1 when idle
     returns, lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
@@ -320,16 +325,17 @@ def evaluate(
         for i in np.flatnonzero(done & active):
             e = int(episode_of[i])
             records[e] = EpisodeRecord(e, seed + e, bool(success[i]), float(returns[i]), int(lengths[i]), errors[i])
+            bar.update(1, success=f"{sum(r.success for r in records.values())}/{len(records)}")
         if done.any():
             # Idle sub-envs that finished are reset too: a DISABLED-autoreset vector env refuses to step them otherwise.
             seeds = assign(done)
             obs, info = envs.reset(seed=seeds, options={"reset_mask": done.copy()})
             after_reset(done, info)
 
+    bar.close()
     videos = []
     for e in sorted(frames):
         videos.append(str(write_video(Path(video_dir) / f"episode_{e:03d}.mp4", frames[e], fps=fps)))
-    env_id = _env_id(envs)
     return EvaluationResult(
         env_id=env_id,
         seed=seed,

@@ -12,12 +12,14 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from apps.closed_loop import BundleRunConfig, BundleVectorPolicy
+from apps.closed_loop import BundleRunConfig, BundleVectorPolicy, measured_hold
 from deploy.export import ExportConfig, export_checkpoint
 from deploy.runtime import load_manifest
 from apps.evaluation import EvaluateConfig, detect_kind, evaluate_bundle, evaluate_checkpoint
 
 from tests.deploy.export_factory import REACH, imitation_checkpoint
+
+pytestmark = pytest.mark.slow  # trains and exports a checkpoint, then runs it in closed loop
 
 EPISODES, N_ENVS = 4, 2
 RESULT_KEYS = {"schema_version", "env_id", "episodes", "seed", "successes", "success_rate", "success_ci95",
@@ -234,8 +236,6 @@ def test_temporal_ensembling_bundle_replays_the_checkpoint(tmp_path):
 def test_no_command_ticks_hold_the_measured_pose_in_simulation(exported):
     # The runner commands nothing before the first valid observation; the simulated driver then holds the joints
     # where they are measured (action.initial_from), the way a robot's driver keeps its own hold.
-    from apps.closed_loop import measured_hold
-
     _, bundle, _ = exported
     m = load_manifest(bundle)
     policy = BundleVectorPolicy(bundle, 2)

@@ -6,10 +6,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
-from training.datasets.observations import ObservationMapping, ObservationMappingError
+from apps.closed_loop import BundleRunConfig, BundleVectorPolicy
+from apps.evaluation import EvaluateConfig, evaluate_bundle, evaluate_checkpoint
+from apps.recording import CollectConfig, collect
+from deploy.export import ExportConfig, export_checkpoint
+from deploy.export.env_info import read_env_info
+from deploy.export.parity import tolerances
+from envs.config import EnvConfig
+from tests.deploy.bundle_factory import ramp_bundle
+from training.checkpoints import checkpoint_to_resume
+from training.datasets.observations import ObservationMapping, ObservationMappingError, action_shape
+from training.imitation.config import config_from_dict
+from training.imitation.trainer import run
+
+pytestmark = pytest.mark.slow  # record -> train -> evaluate -> export -> closed loop, end to end
 
 FOREIGN_DIR = Path(__file__).resolve().parents[1] / "foreign_envs"
 TOY_ID = "toyforeign/Reach2D-v0"
@@ -23,14 +37,6 @@ def toy_env(obs_type: str = "state", pixels_as: str = "dict", **extra) -> dict:
 
 def run_pipeline(tmp_path: Path, env: dict, collect_kwargs: dict, bundle_run=None):
     """collect -> train a small MLP -> evaluate -> export -> closed loop; returns (checkpoint, bundle) results."""
-    from apps.closed_loop import BundleRunConfig
-    from deploy.export import ExportConfig, export_checkpoint
-    from training.checkpoints import checkpoint_to_resume
-    from apps.recording import CollectConfig, collect
-    from apps.evaluation import EvaluateConfig, evaluate_bundle, evaluate_checkpoint
-    from training.imitation.config import config_from_dict
-    from training.imitation.trainer import run
-
     data = tmp_path / "data"
     recording = dict(env_id=env["id"], env_kwargs=dict(env["kwargs"]), import_modules=list(env["import_modules"]),
                      policy_factory="toyforeign:make_scripted_policy", n_episodes=12, output_dir=str(data),
@@ -87,8 +93,6 @@ def test_foreign_env_state_pipeline_bundle_matches_checkpoint(tmp_path, monkeypa
 def test_state_policy_on_env_with_single_array_pixels_and_unknown_metadata(tmp_path, monkeypatch):
     """gym-pusht's form: obs['pixels'] is one Box image; a state-only policy trains, exports (no 'Box has no
     spaces'), and with no action names anywhere the manifest says "unknown" and the closed loop needs initial_action."""
-    from apps.closed_loop import BundleRunConfig
-
     monkeypatch.chdir(FOREIGN_DIR)
     monkeypatch.setenv("WANDB_MODE", "disabled")
     env = toy_env("pixels_agent_pos", "array")
@@ -106,9 +110,6 @@ def test_state_policy_on_env_with_single_array_pixels_and_unknown_metadata(tmp_p
 
 def test_bundle_without_initial_from_needs_initial_action(tmp_path):
     """What a foreign bundle needs in closed loop when its state does not measure the commanded joints."""
-    from apps.closed_loop import BundleRunConfig, BundleVectorPolicy
-    from tests.deploy.bundle_factory import ramp_bundle
-
     bundle = ramp_bundle(tmp_path / "b", initial_from=False)
     with pytest.raises(ValueError, match=r"no action.initial_from.*bundle.initial_action=\[2 values in"):
         BundleVectorPolicy(bundle, 1)
@@ -194,10 +195,6 @@ def test_mapping_mismatches_are_one_clear_line(mapping, space, message):
 
 
 def test_mapping_refuses_bad_key_maps_and_non_box_actions():
-    import gymnasium as gym
-
-    from training.datasets.observations import action_shape
-
     with pytest.raises(ObservationMappingError, match="expected a LeRobot observation key"):
         ObservationMapping.from_env_config({"obs_key_map": {"qpos": "state"}})
     with pytest.raises(ObservationMappingError, match="maps both 'a' and 'b' to 'observation.state'"):
@@ -210,9 +207,6 @@ def test_mapping_refuses_bad_key_maps_and_non_box_actions():
 
 # ------------------------------------------------------------------------------------------------ export metadata
 def test_env_info_takes_metadata_from_the_config_when_the_env_has_none(monkeypatch):
-    from deploy.export.env_info import read_env_info
-    from envs.config import EnvConfig
-
     monkeypatch.chdir(FOREIGN_DIR)
     info = read_env_info(EnvConfig.from_any(toy_env("state", control_hz=5.0)))
     assert info.control_hz == 5.0 and info.origins["control_hz"] == "env config"  # the config wins over render_fps
@@ -228,9 +222,6 @@ def test_env_info_takes_metadata_from_the_config_when_the_env_has_none(monkeypat
 
 
 def test_parity_tolerance_is_relative_to_each_action_range_unless_atol_is_given():
-    from deploy.export import ExportConfig
-    from deploy.export.parity import tolerances
-
     mode, tol = tolerances([0.0, -1.0], [512.0, 1.0], 2e-5, None)
     assert mode == "relative" and tol.tolist() == pytest.approx([512 * 2e-5, 2 * 2e-5])
     mode, tol = tolerances([0.0, -1.0], [512.0, 1.0], 2e-5, 1e-3)

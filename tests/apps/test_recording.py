@@ -2,6 +2,7 @@
 
 import os
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ sys.path.insert(0, str(DATASET_TESTS))
 import toy_env_for_datasets as toy  # noqa: E402
 
 from apps.recording import CollectConfig, collect, features_from_env  # noqa: E402
+from training.cli import compose, to_object  # noqa: E402
 from training.datasets import DatasetMeta, load_images, load_numeric  # noqa: E402
 from training.datasets.replay import replay_episode  # noqa: E402
 from training.datasets.summary import describe  # noqa: E402
@@ -31,6 +33,7 @@ def config(root: Path, **kw) -> CollectConfig:
     return CollectConfig(**base)
 
 
+@pytest.mark.slow
 def test_vector_envs_give_the_same_dataset_and_keep_only_successes(tmp_path):
     one = collect(config(tmp_path / "one"))
     two = collect(config(tmp_path / "two", n_envs=2))  # AsyncVectorEnv, episodes finish out of order
@@ -94,16 +97,19 @@ def test_env_without_requested_camera(tmp_path):
         collect(config(tmp_path / "x", policy_factory="toy_env_for_datasets:nope"))
 
 
+@pytest.mark.slow
 def test_scripts_collect_inspect_replay(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(DATASET_TESTS), os.environ.get("PYTHONPATH", "")])}
     root = tmp_path / "ds"
     overrides = [f"env_id={toy.ENV_ID}", "import_modules=[toy_env_for_datasets]",
                  "policy_factory=toy_env_for_datasets:make_toy_expert", "n_episodes=3", f"output_dir={root}",
-                 "progress=false", f"hydra.run.dir={tmp_path / 'hydra'}"]
+                 f"hydra.run.dir={tmp_path / 'hydra'}"]
     run = subprocess.run([sys.executable, str(REPO / "scripts/collect.py"), *overrides], env=env, cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "3 episodes" in run.stdout
+    # Progress into a pipe: a plain line, no redrawn bar.
+    assert "\r" not in run.stderr and f"collect {toy.ENV_ID}: 3/3 episodes (100%)" in run.stderr
     typo = subprocess.run([sys.executable, str(REPO / "scripts/collect.py"), "n_episode=3"], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert typo.returncode != 0 and "n_episode" in typo.stderr
@@ -120,6 +126,7 @@ def test_scripts_collect_inspect_replay(tmp_path):
 FOREIGN_DIR = REPO / "tests" / "foreign_envs"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pixels_as", ["dict", "array"])
 def test_script_records_a_foreign_env_in_both_pixel_forms(tmp_path, pixels_as):
     """collect.py on a foreign env whose constructor takes none of our options: collect.yaml's default obs_mode is
@@ -167,6 +174,7 @@ def test_missing_policy_module_names_the_search_path(tmp_path, monkeypatch):
     assert str(tmp_path) in str(err.value) and "sys.path=" in str(err.value)
 
 
+@pytest.mark.slow
 def test_script_records_gym_pusht_when_installed(tmp_path):
     """The same path on the real gym-pusht (its pixels are one 96x96 array), when the optional package is installed."""
     pytest.importorskip("gym_pusht", reason="gym-pusht is optional (pip install cerebellum[gym-pusht])")
@@ -211,11 +219,6 @@ def test_recorder_places_keys_through_the_shared_mapping(tmp_path, monkeypatch):
 
 def test_env_group_records_as_train_and_eval_build_the_env(tmp_path, monkeypatch):
     """collect.py takes the `env` group of train/eval: env=foreign (or env=gym_pusht) sets the env fields."""
-    from training.cli import compose
-    from training.cli import to_object
-
-    import runpy
-
     runpy.run_path(str(REPO / "scripts/collect.py"), run_name="schemas")  # registers collect_schema and env/base_env
 
     monkeypatch.chdir(FOREIGN_DIR)  # toyforeign and the policy factory import from the current directory

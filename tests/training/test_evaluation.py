@@ -84,11 +84,15 @@ class HoldPolicy:
         self.resets.append(env_index)
 
 
-def test_batched_policy_gets_one_reset_per_episode_and_failure_is_counted(tmp_path):
+@pytest.mark.slow
+def test_batched_policy_gets_one_reset_per_episode_and_failure_is_counted(tmp_path, capfd):
     envs = make_eval_envs(REACH, 2)
     policy = HoldPolicy()
-    result = evaluate(envs, policy, episodes=5, seed=0, video_episodes=1, video_dir=tmp_path / "videos")
+    result = evaluate(envs, policy, episodes=5, seed=0, video_episodes=1, video_dir=tmp_path / "videos",
+                      progress=True)
     envs.close()
+    err = capfd.readouterr().err  # no terminal here: one plain line, no redrawn frames
+    assert "\r" not in err and "evaluate cerebellum/Reach-v0: 5/5 episodes (100%)" in err and "success=0/5" in err
     assert len(policy.resets) == 5 and set(policy.resets) <= {0, 1}
     assert result.success_rate == 0.0  # holding still never reaches a target 14+ cm away
     assert result.success_ci95 == pytest.approx(wilson_interval(0, 5))
@@ -117,6 +121,7 @@ def test_bad_policy_output_and_arguments_are_refused(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- parallel evaluation
+@pytest.mark.slow
 def test_async_evaluation_in_worker_processes_equals_the_synchronous_one(tmp_path):
     runs = {}
     # Synchronous first: this process has rendered before the workers start (forked workers would hang in EGL).
