@@ -14,6 +14,7 @@ def tiny(tmp_path, **overrides):
     return PipelineConfig(**cfg)
 
 
+@pytest.mark.slow
 def test_pipeline_runs_every_stage_and_a_rerun_reuses_them(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     lines = []

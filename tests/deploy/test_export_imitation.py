@@ -89,6 +89,7 @@ def random_windows(bundle_dir, count, rng) -> list[dict[str, np.ndarray]]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy_type, overrides", [
     ("act", {}),
     ("mlp", {"n_action_steps": 1, "temporal_ensemble_coeff": 0.05}),
@@ -151,6 +152,7 @@ def test_bundle_matches_checkpoint_and_manifest_describes_it(tmp_path, policy_ty
     assert action.shape == (6,) and np.isfinite(action).all() and runner.statistics.held_ticks == 0
 
 
+@pytest.mark.slow
 def test_diffusion_whole_sampling_loop_in_graph(tmp_path):
     ckpt = imitation_checkpoint(tmp_path / "run", "diffusion", num_inference_steps=2, n_obs_steps=1)
     result = export(tmp_path, ckpt, diffusion_sampler="in_graph")
@@ -162,6 +164,7 @@ def test_diffusion_whole_sampling_loop_in_graph(tmp_path):
                   rng)
 
 
+@pytest.mark.slow
 def test_act_with_camera_takes_uint8_images_and_writes_torchscript(tmp_path):
     ckpt = imitation_checkpoint(tmp_path / "run", "act", pixels=True)
     result = export(tmp_path, ckpt, torchscript=True)
@@ -184,6 +187,7 @@ def test_act_with_camera_takes_uint8_images_and_writes_torchscript(tmp_path):
     np.testing.assert_allclose(got, torch_chunk(policy, inputs), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_export_refuses_existing_output_and_writes_nothing_when_parity_fails(tmp_path):
     ckpt = imitation_checkpoint(tmp_path / "run", "mlp")
     export(tmp_path, ckpt)
@@ -201,6 +205,7 @@ def test_export_refuses_existing_output_and_writes_nothing_when_parity_fails(tmp
         export(tmp_path, ckpt, name="other", overwrite=True)
 
 
+@pytest.mark.slow
 def test_export_refuses_what_a_bundle_cannot_hold(tmp_path):
     ddpm = imitation_checkpoint(tmp_path / "ddpm", "diffusion", inference_scheduler="ddpm")
     with pytest.raises(ValueError, match="DDPM"):
@@ -218,6 +223,7 @@ def test_export_refuses_what_a_bundle_cannot_hold(tmp_path):
     assert not (tmp_path / "bundle").exists()
 
 
+@pytest.mark.slow
 def test_exported_bundle_is_refused_after_tampering(tmp_path):
     from deploy.runtime import BundleIntegrityError, UnsupportedFormatVersion
 
@@ -245,6 +251,7 @@ def test_exported_bundle_is_refused_after_tampering(tmp_path):
     assert ChunkRunner(bundle).manifest.policy_type == "mlp"
 
 
+@pytest.mark.slow
 def test_export_builds_the_env_once_and_hashes_each_checkpoint_file_once(tmp_path, monkeypatch):
     import deploy.export.sources
     import training.checkpoints

@@ -18,6 +18,8 @@ from training.rl.checkpoint import load_for_evaluation
 
 from tests.deploy.export_factory import REACH, rl_checkpoint
 
+pytestmark = pytest.mark.slow  # trains SB3 models and exports them
+
 REPO = Path(__file__).resolve().parents[2]
 STATE, ENV_STATE = "observation.state", "observation.environment_state"
 

@@ -24,6 +24,8 @@ from training.datasets.stats import MAX_ABS_DELTA
 from tests.deploy.export_factory import REACH, _random_walk_episodes, dataset_stats, imitation_checkpoint, \
     reach_features
 
+pytestmark = pytest.mark.slow  # each test trains and exports a checkpoint
+
 STATE, ENV_STATE = "observation.state", "observation.environment_state"
 FAST = dict(optimize=False, parity_samples=1)
 HZ = 50.0

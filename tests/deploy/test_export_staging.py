@@ -16,6 +16,8 @@ from deploy.export.staging import LEGACY_STALE_S, OutputLock, clean_leftovers
 
 from tests.deploy.export_factory import imitation_checkpoint
 
+pytestmark = pytest.mark.slow  # exports killed in child processes
+
 FAST = dict(optimize=False, parity_samples=1)
 REPO = Path(__file__).resolve().parents[2]
 

@@ -106,6 +106,7 @@ def wheel(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_wheel_holds_only_the_runtime_modules(wheel):
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()

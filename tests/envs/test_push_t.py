@@ -164,6 +164,7 @@ def test_a_push_has_the_same_effect_wherever_the_block_is_and_however_it_is_turn
     np.testing.assert_allclose(outcomes[1:], outcomes[:1].repeat(2, 0), atol=2e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("randomization", [False, True])
 def test_expert_solves_a_few_seeds(randomization):
     env = gym.make(ENV_ID, randomization=randomization)

@@ -29,6 +29,8 @@ from fileio.locks import owner_pid  # noqa: E402
 from tests.processes import kill_9, reaped, wait_for  # noqa: E402
 from training.datasets.verify import verify_dataset  # noqa: E402
 
+pytestmark = pytest.mark.slow  # writers and trainers in child processes, killed and resumed
+
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(DATASET_TESTS)]), "WANDB_MODE": "disabled",
        "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
 

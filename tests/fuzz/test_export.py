@@ -23,6 +23,8 @@ from deploy.runtime import ChunkRunner, load_manifest
 
 from tests.deploy.export_factory import imitation_checkpoint, rl_checkpoint
 
+pytestmark = pytest.mark.slow  # trains and exports checkpoints to corrupt
+
 FAST = dict(optimize=False, parity_samples=1)
 IMITATION_FILES = ("checkpoint.json", "config.yaml", "policy/config.json", "policy/model.safetensors",
                    "dataset_stats.json", "trainer_state.json", "trainer_state.safetensors")

@@ -11,6 +11,7 @@ from policies.act.model import ACTPolicy
 from .synthetic import STATE_FEATURES, TINY, image_features, random_observation_window, train_losses
 
 
+@pytest.mark.slow
 def test_loss_falls_on_a_tiny_dataset(task):
     policy = make_policy({"type": "act", **TINY["act"]}, STATE_FEATURES, task.stats())
     assert isinstance(policy, ACTPolicy)

@@ -11,6 +11,7 @@ from policies.diffusion.unet import Upsample1d, conv_time, time_major_conv1d
 from .synthetic import STATE_FEATURES, TINY, image_features, random_observation_window, train_losses
 
 
+@pytest.mark.slow
 def test_loss_falls_on_a_tiny_dataset(task):
     policy = make_policy({"type": "diffusion", **TINY["diffusion"]}, STATE_FEATURES, task.stats())
     losses = train_losses(policy, task, steps=120, lr=2e-3)

@@ -24,6 +24,7 @@ class _ChunkModel(torch.nn.Module):
         return self.policy.predict_chunk(obs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["act", "diffusion", "mlp"])
 def test_predict_chunk_exports_to_onnx(tmp_path, task, name):
     overrides = {"num_inference_steps": 3} if name == "diffusion" else {}

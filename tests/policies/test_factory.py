@@ -151,6 +151,7 @@ def test_training_batch_that_does_not_match_the_config_is_refused(task):
         policy.compute_loss({k: v for k, v in batch.items() if not k.startswith("observation.environment_state")})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["act", "diffusion", "mlp"])
 def test_compute_loss_traces_as_one_graph_for_torch_compile(task, name):
     # Logs come back as 0-dim tensors: a float()/item() inside compute_loss splits the compiled graph (and syncs).

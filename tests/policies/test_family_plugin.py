@@ -109,6 +109,7 @@ def toy_family(tmp_path_factory):
     sys.path.remove(str(root))
 
 
+@pytest.mark.slow
 def test_a_family_in_another_package_trains_exports_and_runs(toy_family, tmp_path):
     assert FAMILY in available_policies()
     data = tmp_path / "data"

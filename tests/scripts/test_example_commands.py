@@ -12,6 +12,8 @@ import pytest
 
 from training import cli
 
+pytestmark = pytest.mark.slow  # composes every documented command with Hydra
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_OF = {"train": "train", "train_rl": "train_rl", "eval": "eval", "export": "export", "collect": "collect",
              "quickstart": "quickstart", "replay": "replay", "rollout_expert": "rollout"}

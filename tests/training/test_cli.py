@@ -135,6 +135,7 @@ def test_a_cuda_index_beyond_the_machine_is_refused(monkeypatch):
         check_device("cuda")
 
 
+@pytest.mark.slow
 def test_a_run_dir_that_a_live_training_holds_is_refused_before_hydra_writes_into_it(tmp_path):
     """Hydra copies .hydra/ into hydra.run.dir before the job takes its lock: the check comes first, in preflight."""
     from fileio.locks import DirectoryLock

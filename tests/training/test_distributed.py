@@ -23,6 +23,8 @@ from training.imitation.sampler import RankShard, ResumableBatchSampler
 from training.imitation.state import capture_rng
 from training.imitation.trainer import _restore_rng_of_rank, train
 
+pytestmark = pytest.mark.slow  # torchrun launches of two gloo processes
+
 REPO = Path(__file__).resolve().parents[2]
 STEPS, EVERY = 8, 4
 # A deterministic policy (no dropout) whose loss is a plain mean over samples (chunk_size=1: no padded actions, whose

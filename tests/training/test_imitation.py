@@ -74,6 +74,7 @@ def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 
 
 # ------------------------------------------------------------------------------------------------ learning
+@pytest.mark.slow
 @pytest.mark.parametrize("policy, steps", [("act", 60), ("diffusion", 150), ("mlp", 60)])
 def test_training_loss_falls_for_each_policy(reach_data, tmp_path, policy, steps):
     result = train(make_cfg(reach_data, policy, steps=steps), tmp_path / "run")
@@ -97,6 +98,7 @@ def test_warmup_then_cosine_schedule_reaches_zero(reach_data, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["act", "diffusion"])
 def test_checkpoint_load_gives_identical_outputs(reach_data, tmp_path, policy):
     result = train(make_cfg(reach_data, policy, steps=10), tmp_path / "run")
@@ -116,6 +118,7 @@ def test_checkpoint_load_gives_identical_outputs(reach_data, tmp_path, policy):
         (reach_data / "meta" / "stats.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["act", "diffusion"])
 def test_resume_equals_uninterrupted(reach_data, tmp_path, policy):
     """ACT (dropout, CVAE sampling) and Diffusion (noise, timesteps, EMA) consume random numbers every step."""
@@ -133,6 +136,7 @@ def test_resume_equals_uninterrupted(reach_data, tmp_path, policy):
     assert [losses[row["step"]] for row in resumed.history] == [row["train/loss"] for row in resumed.history]
 
 
+@pytest.mark.slow
 def test_kill_9_mid_training_then_resume_reaches_the_final_step(reach_data, tmp_path):
     steps, every = 1500, 50
     run_dir = tmp_path / "killed"
@@ -160,6 +164,7 @@ def test_kill_9_mid_training_then_resume_reaches_the_final_step(reach_data, tmp_
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
+@pytest.mark.slow
 def test_eval_of_an_imitation_checkpoint_returns_the_documented_json(reach_data, tmp_path):
     train(make_cfg(reach_data, "diffusion", steps=10), tmp_path / "run")
     runs = []
@@ -181,6 +186,7 @@ def test_eval_of_an_imitation_checkpoint_returns_the_documented_json(reach_data,
     assert data["per_episode"] == runs[1]["per_episode"]
 
 
+@pytest.mark.slow
 def test_periodic_evaluation_and_validation_during_training(reach_data, tmp_path):
     cfg = make_cfg(reach_data, "mlp", steps=20, dataset={"root": str(reach_data), "val_episodes": 1}, val_every=10,
                    eval={"every_steps": 10, "episodes": 2, "n_envs": 2, "final_episodes": 2, "video_episodes": 1})
@@ -291,6 +297,7 @@ def test_bf16_autocast_trains_on_the_cpu(reach_data, tmp_path):
     assert half_loss[-1] < 0.85 * half_loss[0]
 
 
+@pytest.mark.slow
 def test_fp16_loss_scaling_is_checkpointed_and_resumed_exactly(reach_data, tmp_path):
     def cfg(**fields):
         return make_cfg(reach_data, "mlp", steps=8, log_every=1, amp_dtype="fp16", checkpoint={"every_steps": 4},
@@ -306,6 +313,7 @@ def test_fp16_loss_scaling_is_checkpointed_and_resumed_exactly(reach_data, tmp_p
         read_imitation_checkpoint(tmp_path / "whole").state["grad_scaler"]
 
 
+@pytest.mark.slow
 def test_compile_flag_compiles_the_training_loss_and_the_default_path_stays_plain(reach_data):
     """Compiling even a tiny policy takes minutes on this CPU, so this checks the wiring; a compiled run's losses were
     compared with eager ones by hand (equal to 6 decimals over 6 MLP steps)."""

@@ -39,6 +39,7 @@ def last_loss(run_dir: Path) -> float:
     return [row["train/loss"] for row in rows if "train/loss" in row][-1]
 
 
+@pytest.mark.slow
 def test_multirun_with_the_basic_launcher_trains_one_run_per_job(reach_data, tmp_path):
     sweep = tmp_path / "sweep"
     train_script(["-m", *TINY, f"dataset.root={reach_data}", "seed=0,1", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
@@ -53,6 +54,7 @@ def test_multirun_with_the_basic_launcher_trains_one_run_per_job(reach_data, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep"]  # nothing written outside the sweep dir
 
 
+@pytest.mark.slow
 def test_optuna_sweep_optimizes_the_objective_the_task_returns(reach_data, tmp_path):
     sweep = tmp_path / "optuna"
     train_script(["-m", *TINY, f"dataset.root={reach_data}", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",

@@ -57,6 +57,7 @@ def compose_cfg(overrides):
     return finalize(OmegaConf.to_object(cfg))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["ppo", "sac", "td3", "tqc"])
 def test_each_algorithm_trains_and_writes_a_checkpoint_that_evaluates_like_the_live_model(algo, tmp_path):
     extra = (["algo.n_envs=2", "algo.n_steps=512", "algo.batch_size=128", "algo.n_epochs=2"] if algo == "ppo"
@@ -152,6 +153,7 @@ def test_resume_errors_are_clear(tmp_path):
         resume_from(tmp_path)
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_reaches_the_same_total_with_no_update_lost(tmp_path):
     run_dir = tmp_path / "run"
     cmd = [sys.executable, str(ROOT / "scripts" / "train_rl.py"), *QUICK, "algo=ppo", "algo.n_envs=2",
@@ -193,6 +195,7 @@ class CrashAfter(BaseCallback):
         return True
 
 
+@pytest.mark.slow
 def test_off_policy_resume_restores_replay_buffer_normalization_and_counters(tmp_path):
     cfg = compose_cfg([*QUICK, "algo=sac", *OFF_POLICY_QUICK, "algo.learning_starts=450", "total_timesteps=700",
                        "checkpoint.every_steps=500", "eval.every_steps=0", "eval.final_episodes=0"])
@@ -222,6 +225,7 @@ def test_off_policy_resume_restores_replay_buffer_normalization_and_counters(tmp
     assert read_rl_checkpoint(tmp_path).state["n_updates"] == 700 - 450
 
 
+@pytest.mark.slow
 def test_checkpoint_loading_never_unpickles(tmp_path, monkeypatch):
     cfg = compose_cfg([*QUICK, "algo=sac", *OFF_POLICY_QUICK, "algo.learning_starts=100", "total_timesteps=200",
                        "checkpoint.every_steps=0", "eval.every_steps=0", "eval.final_episodes=0"])

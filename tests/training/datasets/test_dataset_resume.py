@@ -84,6 +84,7 @@ def run_killed(root: Path, patch: str) -> int:
     return proc.returncode
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_mid_batch(tmp_path, reference):
     root = tmp_path / "ds"
     run_killed(root, """
@@ -104,6 +105,7 @@ def test_resume_after_sigkill_mid_batch(tmp_path, reference):
     assert_same_dataset(root, reference)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_mid_commit(tmp_path, reference):
     root = tmp_path / "ds"
     run_killed(root, """

@@ -132,6 +132,7 @@ def test_bad_usage_is_one_error_line_and_exit_2(tmp_path, capsys, argv, message)
     assert exit_.value.code == 2 and err == [message.format(tmp=tmp_path)]
 
 
+@pytest.mark.slow
 def test_script_end_to_end(dataset, tmp_path):
     ok = subprocess.run([sys.executable, str(REPO / "scripts/inspect_dataset.py"), str(dataset), "--verify"],
                         capture_output=True, text=True, timeout=120)
