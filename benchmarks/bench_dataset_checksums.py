@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_dataset_loader import dataset_or_synthetic  # noqa: E402
+from bench_dataset_loader import add_dataset_options, dataset_or_synthetic  # noqa: E402
 
 from training.datasets import DatasetMeta, checksums, load_images, load_numeric  # noqa: E402
 
@@ -45,9 +45,7 @@ def best(fn, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", type=Path, help="an existing dataset written by this project (with checksums)")
-    parser.add_argument("--episodes", type=int, default=50)
-    parser.add_argument("--length", type=int, default=400)
+    add_dataset_options(parser, "an existing dataset written by this project (with checksums)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
@@ -55,7 +53,7 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, scratch: Path) -> None:
-    root = dataset_or_synthetic(args.dataset, args.episodes, args.length, scratch)
+    root = dataset_or_synthetic(args, scratch)
     files = checksums.read_manifest(root)
     if files is None:
         sys.exit(f"error: {root} carries no checksums ({checksums.CHECKSUMS_PATH}); nothing to measure")

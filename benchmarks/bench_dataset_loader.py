@@ -49,14 +49,22 @@ def synthetic_dataset(root: Path, episodes: int, length: int, size: int) -> Path
     return root
 
 
-def dataset_or_synthetic(given: Path | None, episodes: int, length: int, scratch: Path) -> Path:
+def add_dataset_options(parser: argparse.ArgumentParser, dataset_help: str) -> None:
+    """--dataset, else a synthetic dataset of --episodes x --length frames: what dataset_or_synthetic reads."""
+    parser.add_argument("--dataset", type=Path, help=dataset_help)
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--length", type=int, default=400)
+
+
+def dataset_or_synthetic(args: argparse.Namespace, scratch: Path) -> Path:
     """The dataset given, or a synthetic one written (and timed) under `scratch`."""
-    if given is not None:
-        return given
+    if args.dataset is not None:
+        return args.dataset
     root = scratch / "synthetic"
     t0 = time.perf_counter()
-    synthetic_dataset(root, episodes, length, 96)
-    print(f"wrote synthetic dataset {root} ({episodes} x {length} frames) in {time.perf_counter() - t0:.1f} s")
+    synthetic_dataset(root, args.episodes, args.length, 96)
+    print(f"wrote synthetic dataset {root} ({args.episodes} x {args.length} frames) in "
+          f"{time.perf_counter() - t0:.1f} s")
     return root
 
 
@@ -76,16 +84,14 @@ def throughput(loader, seconds: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", type=Path, help="an existing dataset with observation.images.<camera>")
-    parser.add_argument("--episodes", type=int, default=50)
-    parser.add_argument("--length", type=int, default=400)
+    add_dataset_options(parser, "an existing dataset with observation.images.<camera>")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--chunk", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    root = dataset_or_synthetic(args.dataset, args.episodes, args.length, Path(tempfile.mkdtemp()))
+    root = dataset_or_synthetic(args, Path(tempfile.mkdtemp()))
     meta = DatasetMeta(root)
     camera = meta.camera_keys[0] if meta.camera_keys else None
     t0 = time.perf_counter()
