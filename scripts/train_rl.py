@@ -14,20 +14,20 @@ from hydra.core.hydra_config import HydraConfig
 
 from training import cli
 from fileio.locks import LockHeldError
+from training.resume import ResumeError
 from training.rl.config import from_hydra, register_configs
-from training.rl.trainer import plan_run, train
+from training.rl.trainer import RLSetupError, run
 
 register_configs()
 
 
 @hydra.main(config_path="../configs", config_name="train_rl", version_base="1.3")
 def main(cfg) -> None:
-    with cli.reported(ValueError, FileNotFoundError):  # bad input: one line, before anything is built
-        plan = plan_run(cli.prepared(cfg, from_hydra), default_run_dir=HydraConfig.get().runtime.output_dir)
-    if plan.resume is not None:
-        print(f"resuming {plan.run_dir} from step {plan.resume.checkpoint.step} with the run's saved config")
-    with cli.reported(LockHeldError, cleanup=False):  # another training holds the run dir: nothing was written
-        result = train(plan.cfg, plan.run_dir, resume=plan.resume)
+    hydra_cfg = HydraConfig.get()
+    # Bad input (config values, env/algorithm mismatch, resume, a run dir in use): one `error:` line, exit 2.
+    with cli.reported(RLSetupError, ResumeError, LockHeldError):
+        result = run(cli.prepared(cfg, from_hydra), default_run_dir=hydra_cfg.runtime.output_dir,
+                     overrides=list(hydra_cfg.overrides.task))
     print(f"trained {result.num_timesteps} steps in {result.train_seconds:.0f} s; checkpoint: {result.checkpoint}")
     if result.final_eval is not None:
         print(result.final_eval.summary())

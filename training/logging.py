@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
 import os
 import uuid
@@ -107,10 +110,21 @@ class ExperimentLogger:
 
         self._run.log({key: wandb.Video(str(path), format="mp4")}, step=int(step))
 
+    def log_videos(self, videos: list, step: int) -> None:
+        for i, video in enumerate(videos):
+            self.log_video(f"eval/video_{i}", video, step=step)
+
     def finish(self) -> None:
         if self._run is not None:
             self._run.finish()
             self._run = None
+
+
+def evaluation_metrics(result: Any) -> dict[str, float]:
+    """The logged row of an evaluation in simulation (a training.evaluation.EvaluationResult), for both trainers."""
+    low, high = result.success_ci95
+    return {"eval/success_rate": result.success_rate, "eval/success_ci95_low": low, "eval/success_ci95_high": high,
+            "eval/mean_return": result.mean_return, "eval/mean_length": result.mean_length}
 
 
 def truncate_metrics(path: str | os.PathLike, step: int, key: str = "step") -> int:
@@ -119,8 +133,6 @@ def truncate_metrics(path: str | os.PathLike, step: int, key: str = "step") -> i
     Rewritten atomically (temp file + rename). A row that is not a JSON object with a numeric `key` is dropped: a
     process killed mid-write leaves at most a partial last line. Returns the number of rows dropped.
     """
-    import json
-
     path = Path(path)
     if not path.exists():
         return 0
@@ -142,9 +154,6 @@ def truncate_metrics(path: str | os.PathLike, step: int, key: str = "step") -> i
 
 def truncate_csv(path: str | os.PathLike, step: int, column: str) -> int:
     """The same for a CSV log (SB3's progress.csv): rows whose `column` exceeds `step`, or cannot be read, go."""
-    import csv
-    import io
-
     path = Path(path)
     if not path.exists():
         return 0

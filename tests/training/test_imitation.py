@@ -22,7 +22,7 @@ from apps.evaluation import EvaluateConfig, evaluate_checkpoint
 from training.imitation.checks import ImitationSetupError
 from training.imitation.checkpoint import read_imitation_checkpoint
 from training.imitation.config import config_from_dict, finalize, register_configs
-from training.imitation.trainer import resumed_config, run, train
+from training.imitation.trainer import load, resume, resumed_config, run, train
 
 REPO = Path(__file__).resolve().parents[2]
 REACH = {"id": "cerebellum/Reach-v0", "max_episode_steps": 30}
@@ -238,6 +238,24 @@ def test_checkpoint_of_another_policy_type_is_refused(reach_data, tmp_path):
         resumed_config(resumed, given, ["policy=act", f"resume={tmp_path / 'mlp_run'}"])
     with pytest.raises(ImitationSetupError, match=r"cannot be applied: \['steps'\]"):
         resumed_config(resumed, given, ["steps=5"])
+
+
+def test_resume_takes_execution_overrides_only_and_load_returns_the_trained_policy(reach_data, tmp_path, capfd):
+    cfg = make_cfg(reach_data, "mlp", steps=8, log_every=1, checkpoint={"every_steps": 4})
+    train(cfg, tmp_path / "run", should_stop=lambda step: step == 4)
+    with pytest.raises(ImitationSetupError, match=r"cannot be applied: \['batch_size', 'optim.eps'\]\. Allowed"):
+        resume(tmp_path / "run", ["batch_size=4", "device=cpu", "optim.eps=1e-6"])
+    capfd.readouterr()
+    result = resume(tmp_path / "run", ["progress_bar=true", "log_every=2"])  # stderr is no terminal here
+    assert result.step == 8 and [row["step"] for row in result.history] == [6, 8]
+    err = capfd.readouterr().err
+    assert "\r" not in err and "train mlp: 8/8 steps (100%)" in err
+    saved = read_imitation_checkpoint(tmp_path / "run").config
+    assert (saved.progress_bar, saved.log_every, saved.resume) == (True, 2, None)
+    policy = load(tmp_path / "run")
+    assert not policy.training
+    for key, value in weights(tmp_path / "run").items():
+        assert torch.equal(policy.state_dict()[key], value), key
 
 
 def test_init_from_copies_the_weights_of_a_same_type_checkpoint(reach_data, tmp_path):

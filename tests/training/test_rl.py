@@ -38,7 +38,7 @@ from training.rl.checkpoint import (
 from training.rl.config import finalize, register_configs
 from training.rl.environments import make_training_vec_env
 from training.rl.normalization import ObservationNormalizer, restore_vecnormalize, vecnormalize_state
-from training.rl.trainer import resume_from, run, train
+from training.rl.trainer import RLSetupError, load, resume, resume_from, run, train
 
 ROOT = Path(__file__).resolve().parents[2]
 register_configs()
@@ -223,6 +223,32 @@ def test_off_policy_resume_restores_replay_buffer_normalization_and_counters(tmp
     assert result.num_timesteps == 700
     # One gradient step per env step after learning_starts, continued across the crash without a gap.
     assert read_rl_checkpoint(tmp_path).state["n_updates"] == 700 - 450
+
+
+@pytest.mark.slow
+def test_resume_applies_execution_overrides_refuses_the_rest_and_logs_plain_progress_lines(tmp_path, capfd):
+    cfg = compose_cfg([*QUICK, "algo=ppo", "algo.n_envs=1", "algo.n_steps=128", "algo.batch_size=64",
+                       "algo.n_epochs=1", "total_timesteps=512", "checkpoint.every_steps=128", "eval.every_steps=0",
+                       "eval.final_episodes=0"])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg, tmp_path, callbacks=[CrashAfter(300)])
+    with pytest.raises(RLSetupError, match=r"cannot be applied: \['algo.learning_rate', 'total_timesteps'\]\. "
+                                           r"Allowed with resume: \['algo.device', .*'progress_bar'"):
+        resume(tmp_path, ["algo.learning_rate=0.1", "progress_bar=true", "total_timesteps=1024"])
+    with pytest.raises(RLSetupError, match="trains a 'ppo' algo, but algo=sac was given"):
+        run(compose_cfg(["env=reach", "algo=sac", f"resume={tmp_path}"]), tmp_path / "unused",
+            overrides=["algo=sac", f"resume={tmp_path}"])
+    capfd.readouterr()
+
+    result = resume(tmp_path, ["progress_bar=true", "max_train_seconds=600"])  # stderr is no terminal here
+    assert result.num_timesteps == 512
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["progress_bar"] is True and saved["max_train_seconds"] == 600 and saved["resume"] is None
+    err = capfd.readouterr().err
+    assert "\r" not in err and "train ppo: 512/512 steps (100%)" in err
+    weights = load_torch(str(read_rl_checkpoint(tmp_path).checkpoint.file(POLICY_WEIGHTS)))
+    policy = load(tmp_path)
+    assert not policy.training and all(torch.equal(policy.state_dict()[k], v) for k, v in weights.items())
 
 
 @pytest.mark.slow

@@ -8,12 +8,11 @@ import tempfile
 from pathlib import Path
 
 from training.imitation.config import ImitationTrainConfig
+from training.imitation.trainer import train
 
 
 def measure_seconds_per_step(cfg: ImitationTrainConfig, probe_steps: int = 40) -> float:
     """Seconds per training step of `cfg` on this machine, from a throw-away run (first steps excluded as warm-up)."""
-    from training.imitation.trainer import train
-
     if probe_steps < 20:
         raise ValueError(f"probe_steps must be >= 20 to leave steps after the warm-up, got {probe_steps}")
     warm = probe_steps // 4

@@ -26,7 +26,11 @@ from policies.chunking import ChunkExecutor
 from policies.factory import import_recorded_family, load_policy, save_policy
 from policies.interface import Policy
 from training.checkpoints import Checkpoint, checkpoint_to_resume, read_checkpoint, save_checkpoint
+from training.datasets.observations import ObservationMapping
+from training.evaluation import LoadedPolicy
+from training.imitation.checks import check_env_fits_policy, probe_env
 from training.imitation.config import ImitationTrainConfig, config_from_dict, to_dict
+from training.imitation.hardware import choose_device
 from training.imitation.state import join_optimizer_state
 
 KIND = "imitation"
@@ -125,12 +129,7 @@ def latest_of_run(run_dir: str | Path) -> ImitationCheckpoint:
 
 
 def load_for_evaluation(path: Path, device: str = "cpu"):
-    """training.evaluation loader for kind "imitation": the trained env config and a batched policy runner."""
-    from training.evaluation import LoadedPolicy
-    from training.imitation.checks import check_env_fits_policy, probe_env
-    from training.imitation.hardware import choose_device
-    from training.datasets.observations import ObservationMapping
-
+    """apps.evaluation's loader for kind "imitation": the trained env config and a batched policy runner."""
     ic = read_imitation_checkpoint(path)
     if ic.config.env is None:
         raise ValueError(f"{ic.path} was trained without an env (env=null, from a dataset alone): there is no "

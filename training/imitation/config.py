@@ -7,20 +7,20 @@ The policy field is typed per policy: `register_configs` stores every policy dat
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING
 
-from envs.config import EnvConfig
+from envs.config import EnvConfig, register_hydra_schema
 from policies.config import PolicyConfig
-from policies.factory import policy_config_classes
-from training.cli import check_finite
+from policies.factory import config_from_dict as policy_config_from_dict, policy_config_classes
+from training.cli import check_finite, to_object
 from training.devices import check_device
 from training.evaluation import PeriodicEvalConfig
 from training.logging import LoggerConfig
+from training.run_config import finalize, from_saved, to_dict  # noqa: F401 (finalize, to_dict: this config's API)
 
 SCHEDULERS = ("cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -169,8 +169,6 @@ def register_configs() -> None:
     defaults list of configs/train.yaml, so the policy YAML files need no defaults list of their own), env, logger."""
     from hydra.core.config_store import ConfigStore
 
-    from envs.config import register_hydra_schema
-
     register_hydra_schema()
     store = ConfigStore.instance()
     store.store(name="train_schema", node=ImitationTrainConfig)
@@ -179,19 +177,8 @@ def register_configs() -> None:
     store.store(group="logger", name="base_logger", node=LoggerConfig)
 
 
-def finalize(cfg: ImitationTrainConfig) -> ImitationTrainConfig:
-    """Turn Hydra-built pieces into our dataclasses with their own checks, then validate the whole."""
-    if cfg.env is not None:
-        cfg.env = EnvConfig.from_any(dataclasses.asdict(cfg.env) if dataclasses.is_dataclass(cfg.env) else cfg.env)
-    cfg.logger = LoggerConfig(**dataclasses.asdict(cfg.logger))
-    cfg.validate()
-    return cfg
-
-
 def from_hydra(cfg: Any) -> ImitationTrainConfig:
     """scripts/train.py's config: the composed DictConfig typed, finalized and validated (devices included)."""
-    from training.cli import to_object
-
     typed = finalize(to_object(cfg))
     check_device(typed.device)  # here, not in validate(): a saved config may name a GPU this machine lacks
     if typed.run_dir is not None and Path(typed.run_dir).exists() and not Path(typed.run_dir).is_dir():
@@ -201,26 +188,9 @@ def from_hydra(cfg: Any) -> ImitationTrainConfig:
 
 def config_from_dict(data: Mapping[str, Any]) -> ImitationTrainConfig:
     """A typed config from a plain one (e.g. a checkpoint's config.yaml); unknown fields fail clearly."""
-    data = dict(data)
     policy = dict(data.get("policy") or {})
     classes = policy_config_classes()
     if policy.get("type") not in classes:
         raise ValueError(f"config names policy type {policy.get('type')!r}; known policies: {sorted(classes)}")
-    from omegaconf.errors import OmegaConfBaseException
-
-    from policies.factory import config_from_dict as policy_config_from_dict
-    from training.cli import one_line
-
     policy_config_from_dict(policy)  # unknown or bad policy fields, named with the closest known one
-    if isinstance(data.get("env"), Mapping):  # checkpoints saved before issue 17 name env.kwargs task_kwargs
-        data["env"] = EnvConfig.upgrade(data["env"])
-    schema = OmegaConf.structured(ImitationTrainConfig(policy=classes[policy["type"]]()))
-    try:
-        merged = OmegaConf.merge(schema, data)
-    except OmegaConfBaseException as err:  # an unknown key or a value of the wrong type
-        raise ValueError(one_line(err)) from None
-    return finalize(OmegaConf.to_object(merged))
-
-
-def to_dict(cfg: ImitationTrainConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+    return from_saved(ImitationTrainConfig(policy=classes[policy["type"]]()), data)

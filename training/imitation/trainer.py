@@ -10,17 +10,18 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 from omegaconf import OmegaConf
+from safetensors.torch import load_file
 
 from policies.chunking import ChunkExecutor
 from policies.factory import make_policy
 from policies.interface import Policy
-from training import distributed
 from fileio.atomic import write_text_atomic
 from fileio.locks import DirectoryLock, LockHeldError
+from training import distributed
 from training.checkpoints import latest_checkpoint, lock_run_dir
 from training.datasets import DatasetMeta, WindowDataset
 from training.datasets.format import STATS_PATH
@@ -44,7 +45,9 @@ from training.imitation.checks import (
 from training.imitation.config import ImitationTrainConfig, config_from_dict, to_dict
 from training.imitation.sampler import make_training_loader, validation_batches
 from training.imitation.state import capture_rng, restore_rng, scheduler_state, seed_everything, split_optimizer_state
-from training.logging import ExperimentLogger, truncate_metrics
+from training.logging import ExperimentLogger, evaluation_metrics, truncate_metrics
+from training.progress import Progress
+from training.resume import ResumeError, apply_changes, override_key, resume_changes
 
 METRICS_FILE = "metrics.jsonl"
 # Overrides that may accompany resume=<run dir>: they change how the run executes, not what it computes.
@@ -65,58 +68,59 @@ class TrainResult:
     policy: Optional[Policy] = None  # the trained policy (in memory, on the training device)
 
 
-# ------------------------------------------------------------------------------------------------ entry point
+# ------------------------------------------------------------------------------------------------ entry points
 def run(cfg: ImitationTrainConfig, default_run_dir: str | Path, overrides: Sequence[str] = ()) -> TrainResult:
-    """scripts/train.py: a fresh run in cfg.run_dir (or default_run_dir), or `resume=<run dir>` with its saved config."""
+    """scripts/train.py: a fresh run in cfg.run_dir (or default_run_dir), or `resume=<run dir>` (see `resume`)."""
     if cfg.resume:
-        try:
-            resumed = latest_of_run(cfg.resume)
-        except (FileNotFoundError, ValueError) as err:
-            raise ImitationSetupError(str(err)) from err
-        resumed_cfg = resumed_config(resumed, cfg, overrides)
-        if distributed.launched_rank() == 0:
-            print(f"resuming {cfg.resume} at step {resumed.step} with the run's saved config")
-        return train(resumed_cfg, Path(cfg.resume), resume=resumed)
+        return _resume(cfg.resume, to_dict(cfg), overrides)
     if cfg.env is None:
         check_no_eval_overrides(overrides)
     return train(cfg, Path(cfg.run_dir or default_run_dir))
 
 
+def resume(run_dir: str | Path, overrides: Sequence[str] = (),
+           should_stop: Callable[[int], bool] | None = None) -> TrainResult:
+    """Continue a run from its latest checkpoint with its saved config; `overrides` ("device=cpu", ...) may change
+    only how it executes (RESUME_OVERRIDABLE), any other is refused."""
+    return _resume(run_dir, OmegaConf.from_dotlist(list(overrides)), overrides, should_stop)
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> Policy:
+    """The trained policy of a checkpoint (or of a run directory's latest), in eval mode."""
+    return read_imitation_checkpoint(path).load_policy(device).eval()
+
+
+def _resume(run_dir: str | Path, given, overrides: Sequence[str],
+            should_stop: Callable[[int], bool] | None = None) -> TrainResult:
+    try:
+        resumed = latest_of_run(run_dir)
+    except (FileNotFoundError, ValueError) as err:
+        raise ImitationSetupError(str(err)) from err
+    cfg = resumed_config(resumed, given, overrides, run_dir)
+    if distributed.launched_rank() == 0:
+        print(f"resuming {run_dir} at step {resumed.step} with the run's saved config")
+    return train(cfg, Path(run_dir), resume=resumed, should_stop=should_stop)
+
+
 def check_no_eval_overrides(overrides: Sequence[str]) -> None:
     """With env=null nothing is evaluated; an evaluation asked for on the command line is refused, not ignored."""
-    asked = [o for o in overrides if _override_key(o).startswith("eval.") and _override_key(o) != "eval.async_envs"
+    asked = [o for o in overrides if override_key(o).startswith("eval.") and override_key(o) != "eval.async_envs"
              and o.split("=", 1)[-1].strip() not in ("0", "null")]
     if asked:
         raise ImitationSetupError(f"env is null (training from the dataset alone), so there is no evaluation in "
                                   f"simulation, but {asked} asks for one; drop it or choose an env=...")
 
 
-def _override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
-
-
-def resumed_config(resumed: ImitationCheckpoint, given: ImitationTrainConfig, overrides: Sequence[str]) -> ImitationTrainConfig:
-    """The saved config of the run, with the few execution-only overrides of RESUME_OVERRIDABLE applied."""
-    keys = [_override_key(o) for o in overrides if not _override_key(o).startswith("hydra")]
-    if "policy" in keys and given.policy.type != resumed.policy_type:
-        raise ImitationSetupError(
-            f"resume={given.resume}: that run trains a {resumed.policy_type!r} policy, but policy={given.policy.type} "
-            "was given; resume it without policy=..., or start a new run"
-        )
-    keys = [k for k in keys if k != "policy"]
-    refused = [k for k in keys if k not in RESUME_OVERRIDABLE]
-    if refused:
-        raise ImitationSetupError(
-            f"resume continues a run with its saved config, so these overrides cannot be applied: {refused}. "
-            f"Allowed with resume: {list(RESUME_OVERRIDABLE)}; start a new run (or use init_from=<checkpoint>) to "
-            "change the rest"
-        )
-    saved = OmegaConf.create(to_dict(resumed.config))
-    given_dict = OmegaConf.create(to_dict(given))
-    for key in keys:
-        if key != "resume":  # the saved config stays the run's own: a checkpoint never points at another run
-            OmegaConf.update(saved, key, OmegaConf.select(given_dict, key), merge=False)
-    return config_from_dict(OmegaConf.to_container(saved))
+def resumed_config(resumed: ImitationCheckpoint, given: ImitationTrainConfig | Mapping[str, Any],
+                   overrides: Sequence[str], run_dir: str | Path | None = None) -> ImitationTrainConfig:
+    """The saved config of the run, with the execution-only overrides of RESUME_OVERRIDABLE applied."""
+    if isinstance(given, ImitationTrainConfig):
+        run_dir, given = run_dir or given.resume, to_dict(given)
+    try:
+        changes = resume_changes(given, overrides, RESUME_OVERRIDABLE, {"policy": resumed.policy_type}, run_dir)
+        return config_from_dict(apply_changes(to_dict(resumed.config), changes))
+    except (ResumeError, ValueError) as err:
+        raise ImitationSetupError(str(err)) from err
 
 
 # ------------------------------------------------------------------------------------------------ setup
@@ -256,8 +260,13 @@ def train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint 
         # Each rank resolved its own default run dir (Hydra's time stamp); rank 0's is the run's.
         run_dir = Path(ctx.broadcast_object(str(run_dir)))
         run_lock = _lock_run_dir(run_dir, ctx, resume)
-        return _train(cfg, run_dir, resume, should_stop, ctx,
-                      hardware.choose_device(cfg.device, local_rank=ctx.local_rank if ctx.enabled else None))
+        trainer = Trainer(cfg, run_dir, resume, should_stop, ctx,
+                          hardware.choose_device(cfg.device, local_rank=ctx.local_rank if ctx.enabled else None))
+        try:
+            trainer.setup()
+            return trainer.run()
+        finally:
+            trainer.close()
     finally:
         if run_lock is not None:
             run_lock.release()
@@ -290,258 +299,291 @@ def _lock_run_dir(run_dir: Path, ctx: DistributedContext, resume: ImitationCheck
     return lock
 
 
-def _train(cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint | None,
-           should_stop: Callable[[int], bool] | None, ctx: DistributedContext, device: torch.device) -> TrainResult:
-    main = ctx.is_main
-    if device.type == "cpu":
-        # The idle cores are shared by the processes of a CPU data-parallel run.
-        threads = cfg.torch_threads
-        if threads is None:
-            threads = max(1, hardware.choose_threads(None) // ctx.world_size)
-        torch.set_num_threads(threads)
-    amp_dtype = hardware.amp_dtype(device, cfg.amp, cfg.amp_dtype)
+class Trainer:
+    """One segment of an imitation run, in the order it happens: `setup()` builds and checks everything,
+    `run()` is the loop (train_step, logs, validation_loss, evaluate, save_checkpoint) and returns the result."""
 
-    # Everything that can be wrong with the inputs is checked here, before the first step.
-    meta = open_dataset(cfg.dataset.root)
-    stats_text = (meta.root / STATS_PATH).read_text()
-    fingerprint = dataset_fingerprint(meta, stats_text)
-    if resume is not None and resume.state.get("dataset") != fingerprint:
-        raise ImitationSetupError(f"cannot resume: dataset {meta.root} is not the one the run was trained on "
-                                  f"(recorded {resume.state.get('dataset')}, found {fingerprint})")
-    if cfg.env is not None:  # without one (env=null) the dataset alone defines the features
-        env_features, control_hz = probe_env(cfg.env)
-        check_dataset_fits_env(meta, cfg.env, control_hz)
-    seed_everything(cfg.seed)  # the same on every rank: every process builds the same initial weights
-    policy = build_policy(cfg, meta)
-    if cfg.env is not None:
-        check_env_fits_policy(policy, cfg.env, env_features)
-    if cfg.init_from and resume is None:
-        init_weights_from(policy, cfg.init_from)
-    train_eps, val_eps = split_episodes(cfg, meta)
-    deltas = policy.delta_indices()
-    train_ds = WindowDataset(meta, deltas, episodes=train_eps, in_memory_images=cfg.dataset.in_memory_images)
-    val_ds = WindowDataset(meta, deltas, episodes=val_eps, in_memory_images=cfg.dataset.in_memory_images) if val_eps else None
-    if cfg.batch_size > len(train_ds):
-        raise ImitationSetupError(f"batch_size={cfg.batch_size} exceeds the {len(train_ds)} training samples of "
-                                  f"dataset {meta.root}")
-    if cfg.batch_size % ctx.world_size:
-        raise ImitationSetupError(f"batch_size={cfg.batch_size} is the global batch and must be divisible by the "
-                                  f"{ctx.world_size} training processes")
-    policy.to(device)
-    optimizer = torch.optim.AdamW(policy.optim_param_groups(), betas=tuple(cfg.optim.betas), eps=cfg.optim.eps)
-    scheduler = make_scheduler(optimizer, cfg)
-    scaler = hardware.grad_scaler(device, amp_dtype)
+    def __init__(self, cfg: ImitationTrainConfig, run_dir: Path, resume: ImitationCheckpoint | None,
+                 should_stop: Callable[[int], bool] | None, ctx: DistributedContext, device: torch.device) -> None:
+        self.cfg, self.run_dir, self.resume, self.should_stop = cfg, run_dir, resume, should_stop
+        self.ctx, self.device, self.main = ctx, device, ctx.is_main
+        self.history: list[dict[str, float]] = []
+        self.eval_envs = None
+        self.logger: ExperimentLogger | None = None
 
-    start_step, seconds_before, wandb_id = 0, 0.0, None
-    if resume is not None:
-        from safetensors.torch import load_file
+    # -------------------------------------------------------------------------------------------- setup
+    def setup(self) -> None:
+        """Everything that can be wrong with the inputs fails here, before the first step. The order is part of the
+        behaviour: the random streams must be where an uninterrupted run has them when the loop starts."""
+        cfg, ctx, device, resume = self.cfg, self.ctx, self.device, self.resume
+        if device.type == "cpu":
+            # The idle cores are shared by the processes of a CPU data-parallel run.
+            threads = cfg.torch_threads
+            if threads is None:
+                threads = max(1, hardware.choose_threads(None) // ctx.world_size)
+            torch.set_num_threads(threads)
+        self.amp_dtype = hardware.amp_dtype(device, cfg.amp, cfg.amp_dtype)
 
-        weights = load_file(str(resume.checkpoint.file("policy/model.safetensors")), device=str(device))
-        policy.load_state_dict(weights, strict=True)
-        resume.restore_optimization(optimizer, scheduler, scaler)
-        start_step = resume.step
-        seconds_before = float(resume.state.get("train_seconds", 0.0))
-        wandb_id = resume.state.get("wandb_run_id")
-    if start_step >= cfg.steps:
-        raise ImitationSetupError(f"nothing to do: the run is at step {start_step} >= steps={cfg.steps}")
+        meta = open_dataset(cfg.dataset.root)
+        self.stats_text = (meta.root / STATS_PATH).read_text()
+        self.fingerprint = dataset_fingerprint(meta, self.stats_text)
+        if resume is not None and resume.state.get("dataset") != self.fingerprint:
+            raise ImitationSetupError(f"cannot resume: dataset {meta.root} is not the one the run was trained on "
+                                      f"(recorded {resume.state.get('dataset')}, found {self.fingerprint})")
+        if cfg.env is not None:  # without one (env=null) the dataset alone defines the features
+            env_features, control_hz = probe_env(cfg.env)
+            check_dataset_fits_env(meta, cfg.env, control_hz)
+        seed_everything(cfg.seed)  # the same on every rank: every process builds the same initial weights
+        self.policy = policy = build_policy(cfg, meta)
+        if cfg.env is not None:
+            check_env_fits_policy(policy, cfg.env, env_features)
+        if cfg.init_from and resume is None:
+            init_weights_from(policy, cfg.init_from)
+        self.train_eps, self.val_eps = split_episodes(cfg, meta)
+        deltas = policy.delta_indices()
+        self.train_ds = WindowDataset(meta, deltas, episodes=self.train_eps,
+                                      in_memory_images=cfg.dataset.in_memory_images)
+        self.val_ds = (WindowDataset(meta, deltas, episodes=self.val_eps, in_memory_images=cfg.dataset.in_memory_images)
+                       if self.val_eps else None)
+        if cfg.batch_size > len(self.train_ds):
+            raise ImitationSetupError(f"batch_size={cfg.batch_size} exceeds the {len(self.train_ds)} training samples "
+                                      f"of dataset {meta.root}")
+        if cfg.batch_size % ctx.world_size:
+            raise ImitationSetupError(f"batch_size={cfg.batch_size} is the global batch and must be divisible by the "
+                                      f"{ctx.world_size} training processes")
 
-    if resume is None and latest_checkpoint(run_dir) is not None:
-        raise ImitationSetupError(f"{run_dir} already holds a run with checkpoints; continue it with resume={run_dir} "
-                                  "or choose another run_dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config_dict = to_dict(cfg)
-    if main:
-        write_text_atomic(run_dir / "config.json", json.dumps(config_dict, indent=2))
-    loader, sampler = make_training_loader(train_ds, cfg.batch_size, cfg.seed, start_batch=start_step,
-                                           num_workers=cfg.dataset.num_workers, pin_memory=device.type == "cuda",
-                                           rank=ctx.rank, world_size=ctx.world_size)
-    loss_function = _loss_function(policy, cfg, ctx, device)
-    logger = ExperimentLogger(cfg.logger, run_dir, config_dict, run_id=wandb_id) if main else None
-    eval_envs = None
-    val_ids = validation_batches(val_ds, cfg.batch_size, cfg.val_batches) if val_ds is not None else []
-    history: list[dict[str, float]] = []
-    # Last, so that nothing done while setting up shifts the random streams against the uninterrupted run.
-    if resume is not None:
-        _restore_rng_of_rank(resume, ctx, cfg.seed)
-        saved_world = resume.state.get("world_size", 1)
-        if main and saved_world != ctx.world_size:
-            print(f"the run was saved by {saved_world} process(es) and continues on {ctx.world_size}: data order, "
-                  "weights and optimizer continue exactly, the random streams of ranks > 0 are reseeded")
-    elif ctx.rank > 0:
-        seed_everything(ctx.rank_seed(cfg.seed))  # dropout masks and noise differ between the ranks' samples
+        policy.to(device)
+        self.optimizer = torch.optim.AdamW(policy.optim_param_groups(), betas=tuple(cfg.optim.betas),
+                                           eps=cfg.optim.eps)
+        self.scheduler = make_scheduler(self.optimizer, cfg)
+        self.scaler = hardware.grad_scaler(device, self.amp_dtype)
+        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.step, self.seconds_before, wandb_id = 0, 0.0, None
+        if resume is not None:
+            weights = load_file(str(resume.checkpoint.file("policy/model.safetensors")), device=str(device))
+            policy.load_state_dict(weights, strict=True)
+            resume.restore_optimization(self.optimizer, self.scheduler, self.scaler)
+            self.step = resume.step
+            self.seconds_before = float(resume.state.get("train_seconds", 0.0))
+            wandb_id = resume.state.get("wandb_run_id")
+        if self.step >= cfg.steps:
+            raise ImitationSetupError(f"nothing to do: the run is at step {self.step} >= steps={cfg.steps}")
 
-    def log(row: dict[str, float], step: int) -> None:
-        if not main:
+        if resume is None and latest_checkpoint(self.run_dir) is not None:
+            raise ImitationSetupError(f"{self.run_dir} already holds a run with checkpoints; continue it with "
+                                      f"resume={self.run_dir} or choose another run_dir")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        config_dict = to_dict(cfg)
+        if self.main:
+            write_text_atomic(self.run_dir / "config.json", json.dumps(config_dict, indent=2))
+        self.loader, self.sampler = make_training_loader(
+            self.train_ds, cfg.batch_size, cfg.seed, start_batch=self.step, num_workers=cfg.dataset.num_workers,
+            pin_memory=device.type == "cuda", rank=ctx.rank, world_size=ctx.world_size)
+        self.loss_function = _loss_function(policy, cfg, ctx, device)
+        self.logger = ExperimentLogger(cfg.logger, self.run_dir, config_dict, run_id=wandb_id) if self.main else None
+        self.val_ids = (validation_batches(self.val_ds, cfg.batch_size, cfg.val_batches) if self.val_ds is not None
+                        else [])
+        # Last, so that nothing done while setting up shifts the random streams against the uninterrupted run.
+        if resume is not None:
+            _restore_rng_of_rank(resume, ctx, cfg.seed)
+            saved_world = resume.state.get("world_size", 1)
+            if self.main and saved_world != ctx.world_size:
+                print(f"the run was saved by {saved_world} process(es) and continues on {ctx.world_size}: data "
+                      "order, weights and optimizer continue exactly, the random streams of ranks > 0 are reseeded")
+        elif ctx.rank > 0:
+            seed_everything(ctx.rank_seed(cfg.seed))  # dropout masks and noise differ between the ranks' samples
+        if self.main:
+            print(self.describe())
+
+    def describe(self) -> str:
+        """One line on what is trained where, printed before the first step."""
+        cfg, device, ctx = self.cfg, self.device, self.ctx
+        n_params = sum(p.numel() for p in self.policy.parameters() if p.requires_grad)
+        where = f"{device}" + (f" x {ctx.world_size} processes" if ctx.enabled else "")
+        precision = "float32" if self.amp_dtype is None else str(self.amp_dtype).removeprefix("torch.")
+        return (f"{self.policy.name}: {n_params / 1e6:.2f}M trainable parameters; {len(self.train_ds)} training "
+                f"samples from {len(self.train_eps)} episodes ({len(self.val_eps)} held out); {where}"
+                + (f", {torch.get_num_threads()} threads" if device.type == "cpu" else "") + f", {precision}"
+                + (", torch.compile" if cfg.compile else "")
+                + (f"; resuming at step {self.step}" if self.step else ""))
+
+    # -------------------------------------------------------------------------------------------- stages
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One optimizer step on a batch; returns the metrics of the step (the global batch's under DDP)."""
+        cfg, optimizer, scaler = self.cfg, self.optimizer, self.scaler
+        batch = _to_device(batch, self.device)
+        with hardware.autocast(self.device, self.amp_dtype):
+            loss, logs = self.loss_function(batch)
+        # The loss and the policy's logs (0-dim tensors) reach the host together: one device sync per step.
+        keys = list(logs)
+        values = torch.stack([loss.detach().float(), *(logs[k].float() for k in keys)]).tolist()
+        if self.ctx.enabled:  # the loss of the global batch, and one finite-loss verdict for all ranks
+            values = self.ctx.mean_over_ranks(values, self.device)
+        global_loss, logs = values[0], dict(zip(keys, values[1:]))
+        if not math.isfinite(global_loss):
+            raise FloatingPointError(f"training loss is {global_loss} at step {self.step}; lower "
+                                     "policy.optimizer_lr or check the dataset statistics")
+        metrics = {}
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if cfg.optim.grad_clip_norm > 0:
+            metrics["train/grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.optim.grad_clip_norm))
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        self.scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        self.policy.after_optimizer_step()
+        metrics.update({f"train/{key}": value for key, value in logs.items()})
+        return metrics
+
+    def log(self, row: dict[str, float], step: int) -> None:
+        """Rank 0 alone: to history, wandb and metrics.jsonl."""
+        if not self.main:
             return
         row = {"step": step, **row}
-        history.append(row)
-        logger.log(row, step=step)
-        with open(run_dir / METRICS_FILE, "a") as f:
+        self.history.append(row)
+        self.logger.log(row, step=step)
+        with open(self.run_dir / METRICS_FILE, "a") as f:
             f.write(json.dumps(row) + "\n")
 
-    def checkpoint(step: int, train_seconds: float) -> Path:
+    def validation_loss(self) -> float:
+        policy, device = self.policy, self.device
+        policy.eval()
+        total, count = 0.0, 0
+        with torch.random.fork_rng(devices=_rng_devices(device)), torch.no_grad():
+            torch.manual_seed(self.cfg.seed)  # the same diffusion noise at every validation: losses are comparable
+            for ids in self.val_ids:
+                with hardware.autocast(device, self.amp_dtype):
+                    loss, _ = policy.compute_loss(_to_device(self.val_ds[ids], device))
+                total += float(loss) * len(ids)
+                count += len(ids)
+        policy.train()
+        return total / max(count, 1)
+
+    def evaluate(self, episodes: int, videos: int, tag: str) -> EvaluationResult:
+        """Episodes in simulation with the current weights, outside the training random streams; logged."""
+        cfg, policy, step = self.cfg, self.policy, self.step
+        if self.eval_envs is None:
+            self.eval_envs = make_eval_envs(cfg.env, cfg.eval.n_envs, cfg.eval.async_envs)
+        out = self.run_dir / "eval" / tag
+        runner = ChunkExecutor(policy, self.eval_envs.num_envs, seed=cfg.seed,
+                               observation_map=ObservationMapping.from_env_config(cfg.env))
+        with torch.random.fork_rng(devices=_rng_devices(self.device)):
+            result = evaluate(self.eval_envs, runner, episodes=episodes, seed=cfg.eval.seed, video_episodes=videos,
+                              video_dir=out / "videos",
+                              metadata={"kind": "imitation", "type": policy.name, "step": step})
+        policy.train()
+        write_results(result, out / "results.json")
+        self.log(evaluation_metrics(result), step)
+        self.logger.log_videos(result.videos, step)
+        return result
+
+    def save_checkpoint(self, train_seconds: float) -> Path:
         """Collective: every rank hands in its RNG state, rank 0 writes, and nobody goes on before it is complete."""
+        ctx, cfg, step = self.ctx, self.cfg, self.step
         rng_tensors, rng_plain = capture_rng()
         gathered = ctx.all_gather_object((rng_tensors, rng_plain)) if ctx.enabled else []
         path = None
-        if main:
-            opt_tensors, opt_plain = split_optimizer_state(optimizer.state_dict())
-            epoch, batch_in_epoch = sampler.position(step)
+        if self.main:
+            opt_tensors, opt_plain = split_optimizer_state(self.optimizer.state_dict())
+            epoch, batch_in_epoch = self.sampler.position(step)
             state = {
                 "batches_consumed": step, "data_position": {"epoch": epoch, "batch": batch_in_epoch},
                 "train_seconds": train_seconds, "seed": cfg.seed, "optimizer": opt_plain,
-                "scheduler": scheduler_state(scheduler), "grad_scaler": scaler.state_dict() if scaler else None,
-                "rng": rng_plain, "dataset": fingerprint, "wandb_run_id": logger.run_id,
+                "scheduler": scheduler_state(self.scheduler),
+                "grad_scaler": self.scaler.state_dict() if self.scaler else None,
+                "rng": rng_plain, "dataset": self.fingerprint, "wandb_run_id": self.logger.run_id,
             }
             if ctx.enabled:
                 state["world_size"] = ctx.world_size
                 state["rank_rng"] = {str(r): plain for r, (_, plain) in enumerate(gathered) if r > 0}
                 for r, (tensors, _) in enumerate(gathered[1:], start=1):
                     rng_tensors.update({f"rank{r}.{k}": v for k, v in tensors.items()})
-            path = save_imitation_checkpoint(run_dir, cfg, policy, step, state, {**opt_tensors, **rng_tensors},
-                                             stats_text)
+            path = save_imitation_checkpoint(self.run_dir, cfg, self.policy, step, state,
+                                             {**opt_tensors, **rng_tensors}, self.stats_text)
         return Path(ctx.broadcast_object(str(path) if path else None))
 
-    def evaluate_now(step: int, episodes: int, videos: int, tag: str) -> EvaluationResult:
-        nonlocal eval_envs
-        if eval_envs is None:
-            eval_envs = make_eval_envs(cfg.env, cfg.eval.n_envs, cfg.eval.async_envs)
-        out = run_dir / "eval" / tag
-        runner = ChunkExecutor(policy, eval_envs.num_envs, seed=cfg.seed,
-                               observation_map=ObservationMapping.from_env_config(cfg.env))
-        with torch.random.fork_rng(devices=_rng_devices(device)):
-            result = evaluate(eval_envs, runner, episodes=episodes, seed=cfg.eval.seed, video_episodes=videos,
-                              video_dir=out / "videos",
-                              metadata={"kind": "imitation", "type": policy.name, "step": step})
-        policy.train()
-        write_results(result, out / "results.json")
-        low, high = result.success_ci95
-        log({"eval/success_rate": result.success_rate, "eval/success_ci95_low": low, "eval/success_ci95_high": high,
-             "eval/mean_return": result.mean_return, "eval/mean_length": result.mean_length}, step)
-        for i, video in enumerate(result.videos):
-            logger.log_video(f"eval/video_{i}", video, step=step)
-        return result
-
-    def validation_loss() -> float:
-        policy.eval()
-        total, count = 0.0, 0
-        with torch.random.fork_rng(devices=_rng_devices(device)), torch.no_grad():
-            torch.manual_seed(cfg.seed)  # the same diffusion noise at every validation: losses are comparable
-            for ids in val_ids:
-                with hardware.autocast(device, amp_dtype):
-                    loss, _ = policy.compute_loss(_to_device(val_ds[ids], device))
-                total += float(loss) * len(ids)
-                count += len(ids)
-        policy.train()
-        return total / max(count, 1)
-
-    from tqdm.auto import tqdm
-
-    n_params = sum(p.numel() for p in policy.parameters() if p.requires_grad)
-    if main:
-        where = f"{device}" + (f" x {ctx.world_size} processes" if ctx.enabled else "")
-        precision = "float32" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")
-        print(f"{policy.name}: {n_params / 1e6:.2f}M trainable parameters; {len(train_ds)} training samples from "
-              f"{len(train_eps)} episodes ({len(val_eps)} held out); {where}"
-              + (f", {torch.get_num_threads()} threads" if device.type == "cpu" else "") + f", {precision}"
-              + (", torch.compile" if cfg.compile else "")
-              + (f"; resuming at step {start_step}" if start_step else ""))
-
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    bar = tqdm(total=cfg.steps, initial=start_step, desc=f"train {policy.name}", unit="step",
-               disable=not (cfg.progress_bar and main), dynamic_ncols=True)
-    step, last_saved = start_step, None
-    stopped_by_budget = interrupted = False
-    window: dict[str, list[float]] = defaultdict(list)
-    segment_start = window_start = time.perf_counter()
-    excluded = 0.0  # evaluation time in this segment, not counted as training time
-    train_seconds = seconds_before
-    final = None
-    # Stop decisions must be the same on every rank (rank 0's), or the others would wait for it forever.
-    may_stop_early = cfg.max_train_seconds is not None or should_stop is not None
-    try:
-        if val_ds is not None and cfg.val_every and step == 0:
-            if main:
-                log({"val/loss": validation_loss()}, step)  # the untrained reference the later values compare with
-            ctx.barrier()
-        policy.train()
-        batches = iter(loader)
-        while step < cfg.steps:
-            batch = _to_device(next(batches), device)
-            with hardware.autocast(device, amp_dtype):
-                loss, logs = loss_function(batch)
-            # The loss and the policy's logs (0-dim tensors) reach the host together: one device sync per step.
-            keys = list(logs)
-            values = torch.stack([loss.detach().float(), *(logs[k].float() for k in keys)]).tolist()
-            if ctx.enabled:  # the loss of the global batch, and one finite-loss verdict for all ranks
-                values = ctx.mean_over_ranks(values, device)
-            global_loss, logs = values[0], dict(zip(keys, values[1:]))
-            if not math.isfinite(global_loss):
-                raise FloatingPointError(f"training loss is {global_loss} at step {step}; lower "
-                                         "policy.optimizer_lr or check the dataset statistics")
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-            else:
-                loss.backward()
-            if cfg.optim.grad_clip_norm > 0:
-                window["train/grad_norm"].append(float(torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip_norm)))
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            policy.after_optimizer_step()
-            step += 1
-            bar.update(1)
-            for key, value in logs.items():
-                window[f"train/{key}"].append(value)
-            train_seconds = seconds_before + time.perf_counter() - segment_start - excluded
-
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                now = time.perf_counter()
-                row = {k: sum(v) / len(v) for k, v in window.items()}
-                row.update({"train/lr": optimizer.param_groups[0]["lr"], "train/epoch": step / sampler.batches_per_epoch,
-                            "train/steps_per_second": len(window["train/loss"]) / max(now - window_start, 1e-9),
-                            "time/train_seconds": train_seconds})
-                log(row, step)
-                bar.set_postfix(loss=f"{row.get('train/loss', float('nan')):.4f}", lr=f"{row['train/lr']:.2e}")
-                window.clear()
-                window_start = time.perf_counter()
-            evaluating = cfg.eval.every_steps and step % cfg.eval.every_steps == 0 and step < cfg.steps
-            validating = val_ds is not None and ((cfg.val_every and step % cfg.val_every == 0) or evaluating)
-            if validating or evaluating:
-                t0 = time.perf_counter()
-                if main and validating:
-                    log({"val/loss": validation_loss()}, step)
-                if main and evaluating:
-                    evaluate_now(step, cfg.eval.episodes, cfg.eval.video_episodes, f"step_{step:012d}")
+    # -------------------------------------------------------------------------------------------- the loop
+    def run(self) -> TrainResult:
+        cfg, ctx, main, has_val = self.cfg, self.ctx, self.main, self.val_ds is not None
+        last_saved, stopped_by_budget, interrupted, final = None, False, False, None
+        window: dict[str, list[float]] = defaultdict(list)  # metrics since the last logged row
+        segment_start = window_start = time.perf_counter()
+        excluded = 0.0  # evaluation time in this segment, not counted as training time
+        train_seconds = self.seconds_before
+        # Stop decisions must be the same on every rank (rank 0's), or the others would wait for it forever.
+        may_stop_early = cfg.max_train_seconds is not None or self.should_stop is not None
+        with Progress(cfg.steps, f"train {self.policy.name}", enabled=cfg.progress_bar and main,
+                      initial=self.step) as bar:
+            if has_val and cfg.val_every and self.step == 0:
+                if main:
+                    self.log({"val/loss": self.validation_loss()}, 0)  # the untrained reference for later values
                 ctx.barrier()
-                excluded += time.perf_counter() - t0
-                window_start += time.perf_counter() - t0
-            stopped_by_budget = cfg.max_train_seconds is not None and train_seconds >= cfg.max_train_seconds
-            interrupted = should_stop is not None and should_stop(step)
-            if ctx.enabled and may_stop_early:
-                stopped_by_budget, interrupted = ctx.broadcast_object((stopped_by_budget, interrupted))
-            periodic = cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0
-            if periodic or step == cfg.steps or stopped_by_budget or interrupted:
-                last_saved = checkpoint(step, train_seconds)
-            if stopped_by_budget or interrupted:
-                break
-        bar.close()
-        if stopped_by_budget and main:
-            print(f"time budget of {cfg.max_train_seconds:g} s of training reached at step {step} of {cfg.steps}")
-        # After the last checkpoint only rank 0 has work left (the other ranks return).
-        if main and val_ds is not None and not interrupted and not (cfg.val_every and step % cfg.val_every == 0):
-            log({"val/loss": validation_loss()}, step)
-        if main and cfg.eval.final_episodes and not interrupted and cfg.env is not None:
-            final = evaluate_now(step, cfg.eval.final_episodes, cfg.eval.video_episodes, "final")
-    finally:
-        bar.close()
-        if eval_envs is not None:
-            eval_envs.close()
-        if logger is not None:
-            logger.finish()
-    return TrainResult(run_dir, last_saved, step, train_seconds, stopped_by_budget, final, history, policy)
+            self.policy.train()
+            batches = iter(self.loader)
+            while self.step < cfg.steps:
+                metrics = self.train_step(next(batches))
+                self.step += 1
+                step = self.step
+                bar.update(1)
+                for key, value in metrics.items():
+                    window[key].append(value)
+                train_seconds = self.seconds_before + time.perf_counter() - segment_start - excluded
+
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    now = time.perf_counter()
+                    row = {k: sum(v) / len(v) for k, v in window.items()}
+                    row.update({"train/lr": self.optimizer.param_groups[0]["lr"],
+                                "train/epoch": step / self.sampler.batches_per_epoch,
+                                "train/steps_per_second": len(window["train/loss"]) / max(now - window_start, 1e-9),
+                                "time/train_seconds": train_seconds})
+                    self.log(row, step)
+                    bar.update(0, loss=row.get("train/loss", float("nan")), lr=f"{row['train/lr']:.2e}")
+                    window.clear()
+                    window_start = time.perf_counter()
+
+                evaluating = cfg.eval.every_steps and step % cfg.eval.every_steps == 0 and step < cfg.steps
+                validating = has_val and ((cfg.val_every and step % cfg.val_every == 0) or evaluating)
+                if validating or evaluating:
+                    t0 = time.perf_counter()
+                    if main and validating:
+                        self.log({"val/loss": self.validation_loss()}, step)
+                    if main and evaluating:
+                        self.evaluate(cfg.eval.episodes, cfg.eval.video_episodes, f"step_{step:012d}")
+                    ctx.barrier()
+                    excluded += time.perf_counter() - t0
+                    window_start += time.perf_counter() - t0
+
+                stopped_by_budget = cfg.max_train_seconds is not None and train_seconds >= cfg.max_train_seconds
+                interrupted = self.should_stop is not None and self.should_stop(step)
+                if ctx.enabled and may_stop_early:
+                    stopped_by_budget, interrupted = ctx.broadcast_object((stopped_by_budget, interrupted))
+                periodic = cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0
+                if periodic or step == cfg.steps or stopped_by_budget or interrupted:
+                    last_saved = self.save_checkpoint(train_seconds)
+                if stopped_by_budget or interrupted:
+                    break
+            bar.close()  # before the lines below
+
+            step = self.step
+            if stopped_by_budget and main:
+                print(f"time budget of {cfg.max_train_seconds:g} s of training reached at step {step} of {cfg.steps}")
+            # After the last checkpoint only rank 0 has work left (the other ranks return).
+            if main and has_val and not interrupted and not (cfg.val_every and step % cfg.val_every == 0):
+                self.log({"val/loss": self.validation_loss()}, step)
+            if main and cfg.eval.final_episodes and not interrupted and cfg.env is not None:
+                final = self.evaluate(cfg.eval.final_episodes, cfg.eval.video_episodes, "final")
+        return TrainResult(self.run_dir, last_saved, self.step, train_seconds, stopped_by_budget, final,
+                           self.history, self.policy)
+
+    def close(self) -> None:
+        if self.eval_envs is not None:
+            self.eval_envs.close()
+        if self.logger is not None:
+            self.logger.finish()

@@ -18,6 +18,7 @@ Pickle-free: every file we read. The one pickle-bearing entry (model.zip's "data
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +28,16 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 from safetensors.torch import load_file as load_torch, save_file as save_torch
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 from training.checkpoints import Checkpoint, read_checkpoint, save_checkpoint
+from training.evaluation import LoadedPolicy
+from training.rl.algorithms import build_model
 from training.rl.config import RLTrainConfig, config_from_dict, to_dict
-from training.rl.environments import ObservationLayout
+from training.rl.environments import ObservationLayout, make_flat_env
 from training.rl.normalization import ObservationNormalizer, load_state, restore_vecnormalize, save_state, \
     vecnormalize_state
+from training.rl.policy import SB3VectorPolicy
 
 KIND = "rl"
 MODEL_ZIP = "model.zip"
@@ -166,13 +171,6 @@ def load_policy(rl: RLCheckpoint, device: str = "cpu"):
     The model is rebuilt from the saved config on one local env (which also checks that the env still produces the
     observation layout the policy was trained on).
     """
-    import dataclasses
-
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
-    from training.rl.algorithms import build_model
-    from training.rl.environments import make_flat_env
-
     cfg = rl.config
     venv = DummyVecEnv([lambda: make_flat_env(cfg.env)])
     try:
@@ -191,18 +189,10 @@ def load_policy(rl: RLCheckpoint, device: str = "cpu"):
 
 
 def load_for_evaluation(path: Path, device: str = "cpu"):
-    """training.evaluation loader for kind "rl"."""
-    from training.evaluation import LoadedPolicy
-    from training.rl.policy import SB3VectorPolicy
-
+    """apps.evaluation's loader for kind "rl"."""
     rl = read_rl_checkpoint(path)
     policy = load_policy(rl, device)
     vector_policy = SB3VectorPolicy(policy, rl.layout, rl.normalizer)
     meta = {"kind": KIND, "type": rl.config.algo.name, "step": rl.checkpoint.step,
             "checkpoint_dir": str(rl.checkpoint.path)}
     return LoadedPolicy(env=rl.config.env, make_policy=lambda n_envs: vector_policy, metadata=meta)
-
-
-def policy_weights(rl: RLCheckpoint) -> dict[str, torch.Tensor]:
-    """The raw policy state dict (for exporters that rebuild the actor themselves)."""
-    return load_torch(str(rl.checkpoint.file(POLICY_WEIGHTS)))

@@ -6,17 +6,18 @@ a PPO-only field given to SAC, or a typo, fails before anything is built.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING
 
-from envs.config import EnvConfig
-from training.cli import check_finite
+from envs.config import EnvConfig, register_hydra_schema
+from training.cli import check_finite, to_object
+from training.devices import check_device
 from training.evaluation import PeriodicEvalConfig
 from training.logging import LoggerConfig
+from training.run_config import finalize, from_saved, to_dict  # noqa: F401 (finalize, to_dict: this config's API)
 
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "leaky_relu", "silu")
 SCHEDULES = ("constant", "linear")
@@ -316,8 +317,6 @@ def register_configs() -> None:
     """Store the schemas in Hydra's ConfigStore: train_rl_schema, algo/<name>_schema, logger/base_logger, env."""
     from hydra.core.config_store import ConfigStore
 
-    from envs.config import register_hydra_schema
-
     register_hydra_schema()
     store = ConfigStore.instance()
     store.store(name="train_rl_schema", node=RLTrainConfig)
@@ -328,35 +327,14 @@ def register_configs() -> None:
 
 def config_from_dict(data: Mapping[str, Any]) -> RLTrainConfig:
     """Rebuild a typed config from a saved (plain) one, e.g. a checkpoint's config.yaml; validates field names."""
-    data = dict(data)
-    algo = dict(data.get("algo") or {})
-    name = algo.get("name")
+    name = dict(data.get("algo") or {}).get("name")
     if name not in ALGO_CONFIGS:
         raise ValueError(f"config names algorithm {name!r}; known algorithms: {sorted(ALGO_CONFIGS)}")
-    if isinstance(data.get("env"), Mapping):  # checkpoints saved before issue 17 name env.kwargs task_kwargs
-        data["env"] = EnvConfig.upgrade(data["env"])
-    schema = OmegaConf.structured(RLTrainConfig(algo=ALGO_CONFIGS[name]()))
-    merged = OmegaConf.merge(schema, data)
-    return finalize(OmegaConf.to_object(merged))
-
-
-def finalize(cfg: RLTrainConfig) -> RLTrainConfig:
-    """Turn nested Hydra-built pieces into our dataclasses with their own checks, then validate the whole."""
-    cfg.env = EnvConfig.from_any(dataclasses.asdict(cfg.env) if dataclasses.is_dataclass(cfg.env) else cfg.env)
-    cfg.logger = LoggerConfig(**dataclasses.asdict(cfg.logger))
-    cfg.validate()
-    return cfg
+    return from_saved(RLTrainConfig(algo=ALGO_CONFIGS[name]()), data)
 
 
 def from_hydra(cfg: Any) -> RLTrainConfig:
     """scripts/train_rl.py's config: the composed DictConfig typed, finalized and validated (the device included)."""
-    from training.cli import to_object
-    from training.devices import check_device
-
     typed = finalize(to_object(cfg))
     check_device(typed.algo.device, "algo.device")  # not in validate(): a saved config may name a missing GPU
     return typed
-
-
-def to_dict(cfg: RLTrainConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]

@@ -11,16 +11,24 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from fileio.atomic import write_text_atomic
 from training.checkpoints import checkpoint_to_resume, latest_checkpoint, lock_run_dir
 from training.evaluation import EvaluationResult, evaluate, make_eval_envs, write_results
-from training.logging import ExperimentLogger, truncate_csv
-from training.rl.algorithms import algorithm_spec, build_model, check_action_space
+from training.logging import ExperimentLogger, evaluation_metrics, truncate_csv
 from training.progress import is_terminal
+from training.resume import ResumeError, apply_changes, resume_changes
+from training.rl.algorithms import algorithm_spec, build_model, check_action_space
 from training.rl.callbacks import AtRolloutBoundary, ProgressLines, TimeBudget, WandbOutputFormat
-from training.rl.checkpoint import RLCheckpoint, read_rl_checkpoint, restore_training_state, save_rl_checkpoint
-from training.rl.config import RLTrainConfig, to_dict
+from training.rl.checkpoint import (
+    RLCheckpoint,
+    load_policy,
+    read_rl_checkpoint,
+    restore_training_state,
+    save_rl_checkpoint,
+)
+from training.rl.config import RLTrainConfig, config_from_dict, to_dict
 from training.rl.environments import make_training_vec_env, probe_spaces
 from training.rl.normalization import ObservationNormalizer, vecnormalize_state
 from training.rl.policy import SB3VectorPolicy
@@ -36,60 +44,71 @@ class TrainResult:
     final_eval: EvaluationResult | None
 
 
+# Overrides that may accompany resume=<run dir>: they change how the run executes, not what it computes.
+RESUME_OVERRIDABLE = ("resume", "algo.device", "torch_threads", "vec_env", "progress_bar", "verbose",
+                      "max_train_seconds", "logger.mode", "eval.async_envs")
+
+
+class RLSetupError(ValueError):
+    """The run cannot start: bad config, an algorithm that does not fit the env, a bad resume point or run dir."""
+
+
+def run(cfg: RLTrainConfig, default_run_dir: str | Path, overrides: Sequence[str] = ()) -> TrainResult:
+    """scripts/train_rl.py: a fresh run in cfg.run_dir (or default_run_dir), or `resume=<run dir>` (see `resume`)."""
+    if cfg.resume:
+        return _resume(cfg.resume, to_dict(cfg), overrides)
+    return train(cfg, Path(cfg.run_dir or default_run_dir))
+
+
+def resume(run_dir: str | Path, overrides: Sequence[str] = ()) -> TrainResult:
+    """Continue a run from its latest checkpoint with its saved config; `overrides` ("algo.device=cuda", ...) may
+    change only how it executes (RESUME_OVERRIDABLE), any other is refused."""
+    return _resume(run_dir, OmegaConf.from_dotlist(list(overrides)), overrides)
+
+
+def _resume(run_dir: str | Path, given, overrides: Sequence[str]) -> TrainResult:
+    try:
+        resumed = resume_from(run_dir)
+        changes = resume_changes(given, overrides, RESUME_OVERRIDABLE, {"algo": resumed.config.algo.name}, run_dir)
+        cfg = config_from_dict(apply_changes(to_dict(resumed.config), changes))
+    except (ResumeError, FileNotFoundError, ValueError) as err:
+        raise RLSetupError(str(err)) from err
+    print(f"resuming {run_dir} from step {resumed.checkpoint.step} with the run's saved config")
+    return train(cfg, Path(run_dir), resume=resumed)
+
+
+def load(path: str | Path, device: str = "cpu"):
+    """The trained SB3 policy of a checkpoint (or of a run directory's latest), pickle-free, in eval mode."""
+    return load_policy(read_rl_checkpoint(path), device)
+
+
 def resume_from(run_dir: str | Path) -> RLCheckpoint:
     """The latest checkpoint of a run directory, with a clear error when there is none."""
     return read_rl_checkpoint(checkpoint_to_resume(run_dir))
 
 
-@dataclass
-class RunPlan:
-    cfg: RLTrainConfig
-    run_dir: Path
-    resume: RLCheckpoint | None
-
-
-def plan_run(cfg: RLTrainConfig, default_run_dir: str | Path) -> RunPlan:
-    """Resolve and check everything a run needs (config, env, algorithm fit, resume point) before any training.
-
-    Raises ValueError / FileNotFoundError with a message naming the problem; scripts print it as one line.
-    """
-    if cfg.resume:
-        resumed = resume_from(cfg.resume)
-        plan = RunPlan(resumed.config, Path(cfg.resume), resumed)
-    else:
-        plan = RunPlan(cfg, Path(cfg.run_dir or default_run_dir), None)
-        _check_fresh_run_dir(plan.run_dir)
-    check_run(plan.cfg, plan.resume)
-    return plan
-
-
 def _check_fresh_run_dir(run_dir: Path) -> None:
     if latest_checkpoint(run_dir) is not None:
-        raise ValueError(f"{run_dir} already holds a run with checkpoints; continue it with resume={run_dir} or "
-                         "choose another run_dir")
+        raise RLSetupError(f"{run_dir} already holds a run with checkpoints; continue it with resume={run_dir} or "
+                           "choose another run_dir")
 
 
 def check_run(cfg: RLTrainConfig, resume: RLCheckpoint | None = None):
     """Config values, the env's spaces against the algorithm, and the resume point; returns the observation layout."""
-    cfg.validate()
-    layout, _, action_space = probe_spaces(cfg.env)
-    check_action_space(cfg.algo, action_space, cfg.env.id)
+    try:
+        cfg.validate()
+        layout, _, action_space = probe_spaces(cfg.env)
+        check_action_space(cfg.algo, action_space, cfg.env.id)
+    except (ValueError, FileNotFoundError) as err:
+        raise RLSetupError(str(err)) from err
     if resume is not None:
         if resume.layout != layout:
-            raise ValueError(f"cannot resume: checkpoint observations {resume.layout.to_dict()} differ from the env's "
-                             f"{layout.to_dict()}")
+            raise RLSetupError(f"cannot resume: checkpoint observations {resume.layout.to_dict()} differ from the "
+                               f"env's {layout.to_dict()}")
         if resume.checkpoint.step >= cfg.total_timesteps:
-            raise ValueError(f"nothing to resume: the run is at step {resume.checkpoint.step} >= "
-                             f"total_timesteps={cfg.total_timesteps}")
+            raise RLSetupError(f"nothing to resume: the run is at step {resume.checkpoint.step} >= "
+                               f"total_timesteps={cfg.total_timesteps}")
     return layout
-
-
-def run(cfg: RLTrainConfig, default_run_dir: str | Path) -> TrainResult:
-    """A fresh run in cfg.run_dir (or default_run_dir), or `resume=<run dir>` with the run's saved config."""
-    plan = plan_run(cfg, default_run_dir)
-    if plan.resume is not None:
-        print(f"resuming {plan.run_dir} from step {plan.resume.checkpoint.step} with the run's saved config")
-    return train(plan.cfg, plan.run_dir, resume=plan.resume)
 
 
 def _segment_seed(seed: int, step: int) -> int:
@@ -114,7 +133,7 @@ def train(cfg: RLTrainConfig, run_dir: Path, resume: RLCheckpoint | None = None,
             _check_fresh_run_dir(run_dir)  # again, now that no other process can add checkpoints
         else:
             if latest is None or latest.resolve() != resume.checkpoint.path.resolve():
-                raise ValueError(f"cannot resume {run_dir}: its latest checkpoint is now {latest}, not "
+                raise RLSetupError(f"cannot resume {run_dir}: its latest checkpoint is now {latest}, not "
                                  f"{resume.checkpoint.path} (another process trained it meanwhile); resume it again")
             # Rows logged after the checkpoint are logged again by the resumed segment.
             for csv_log in run_dir.glob("progress*.csv"):
@@ -210,13 +229,9 @@ def _evaluate_now(model, venv, layout, eval_envs, cfg: RLTrainConfig, episodes: 
     result = evaluate(eval_envs, policy, episodes=episodes, seed=cfg.eval.seed, video_episodes=video_episodes,
                       video_dir=out / "videos", metadata={"kind": "rl", "type": cfg.algo.name, "step": step})
     write_results(result, out / "results.json")
-    low, high = result.success_ci95
-    metrics = {"eval/success_rate": result.success_rate, "eval/success_ci95_low": low,
-               "eval/success_ci95_high": high, "eval/mean_return": result.mean_return,
-               "eval/mean_length": result.mean_length}
+    metrics = evaluation_metrics(result)
     logger.log(metrics, step=step)
-    for i, video in enumerate(result.videos):
-        logger.log_video(f"eval/video_{i}", video, step=step)
+    logger.log_videos(result.videos, step)
     for key, value in metrics.items():
         model.logger.record(key, value)
     return result
