@@ -1,1 +1,2 @@
-"""Applications on top of training and deploy: evaluation of any checkpoint or bundle, closed loop, rollouts, recording, quick start."""
+"""Applications above training and deploy: evaluation of any checkpoint or bundle, closed loop, rollouts, recording,
+quick start."""

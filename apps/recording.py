@@ -28,7 +28,8 @@ from training.datasets.writer import DatasetWriter
 from training.progress import Progress
 
 # Fields that must agree between an interrupted collection and its resumption.
-_RESUME_FIELDS = ("env_id", "env_kwargs", "policy_factory", "seed", "keep_only_successful", "record_state", "cameras", "task")
+_RESUME_FIELDS = ("env_id", "env_kwargs", "policy_factory", "seed", "keep_only_successful", "record_state", "cameras",
+                  "task")
 
 
 @dataclass

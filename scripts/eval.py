@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint in simulation: python scripts/eval.py checkpoint=<dir> episodes=200 (see configs/eval.yaml)."""
+"""Evaluate a checkpoint, run dir or bundle in sim: python scripts/eval.py checkpoint=<dir> (see configs/eval.yaml)."""
 
 from __future__ import annotations
 
