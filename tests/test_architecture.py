@@ -63,6 +63,15 @@ def _package_files() -> list[Path]:
     return sorted(p for package in OURS for p in (REPO / package).rglob("*.py") if "__pycache__" not in p.parts)
 
 
+def test_function_level_imports_of_ours_say_why():
+    offenders = [f"{path.relative_to(REPO)}:{line} imports {module}"
+                 for path in _package_files()
+                 for line, module in unexplained_local_imports(path.read_text(encoding="utf-8"))]
+    assert not offenders, (
+        "imports of our own packages inside a function hide the dependency graph: hoist them to the module top, or "
+        f"say why they must stay with `{MARK} <why>` on the line or the line above:\n  " + "\n  ".join(offenders))
+
+
 def test_the_local_import_check_sees_what_it_should():
     source = (
         "import os\n"
