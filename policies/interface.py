@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from policies.config import PolicyConfig
-from policies.features import ACTION_KEY, FeatureKind, FeatureSpec, specs_from_shapes
+from policies.features import ACTION_KEY, ENV_STATE_KEY, STATE_KEY, FeatureKind, FeatureSpec, specs_from_shapes
 from policies.normalization import Normalizer
 
 
@@ -59,6 +59,14 @@ class Policy(nn.Module, abc.ABC):
     @property
     def image_keys(self) -> list[str]:
         return self.input_keys(FeatureKind.IMAGE)
+
+    @property
+    def has_state(self) -> bool:
+        return STATE_KEY in self.input_specs
+
+    @property
+    def has_env_state(self) -> bool:
+        return ENV_STATE_KEY in self.input_specs
 
     # ----- dataset contract --------------------------------------------------------------------------------------
 

@@ -318,13 +318,10 @@ class ACTPolicy(Policy):
 
     def __init__(self, config: ACTConfig, stats: Mapping[str, Any] | None = None):
         super().__init__(config, stats)
-        self.has_state = STATE_KEY in self.input_specs
-        self.has_env_state = ENV_STATE_KEY in self.input_specs
-        self.camera_keys = self.image_keys
-        shapes = [self.input_specs[k].shape for k in self.camera_keys]
+        shapes = [self.input_specs[k].shape for k in self.image_keys]
         if len(set(s[0] for s in shapes)) > 1:
             raise ValueError(
-                f"ACT shares one backbone across cameras; channel counts differ: {dict(zip(self.camera_keys, shapes))}"
+                f"ACT shares one backbone across cameras; channel counts differ: {dict(zip(self.image_keys, shapes))}"
             )
         self.network = ACTNetwork(
             config,
@@ -342,7 +339,7 @@ class ACTPolicy(Policy):
         # ACT reads only the current step: the last entry of the (length-1) observation window.
         state = obs[STATE_KEY][:, -1] if self.has_state else None
         env_state = obs[ENV_STATE_KEY][:, -1] if self.has_env_state else None
-        return state, env_state, [obs[k][:, -1] for k in self.camera_keys]
+        return state, env_state, [obs[k][:, -1] for k in self.image_keys]
 
     def predict_normalized_chunk(self, observations: dict[str, Tensor]) -> Tensor:
         state, env_state, images = self._network_inputs(observations)
@@ -377,7 +374,7 @@ class ACTPolicy(Policy):
         path = self.config.pretrained_backbone_weights
         if path is None:
             return
-        if not self.camera_keys:
+        if not self.image_keys:
             raise ValueError(f"ACT: pretrained_backbone_weights={path!r} given but the policy has no camera input")
         load_backbone_weights(self.network.backbone, path)
 

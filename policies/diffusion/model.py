@@ -103,15 +103,12 @@ class DiffusionPolicy(Policy):
 
     def __init__(self, config: DiffusionConfig, stats: Mapping[str, Any] | None = None):
         super().__init__(config, stats)
-        self.has_state = STATE_KEY in self.input_specs
-        self.has_env_state = ENV_STATE_KEY in self.input_specs
-        self.camera_keys = self.image_keys
         self.angle_dims = self._checked_angle_dims(config)
         self.network = DiffusionNetwork(
             config,
             state_dim=self._encoded_size(STATE_KEY) if self.has_state else 0,
             env_state_dim=self._encoded_size(ENV_STATE_KEY) if self.has_env_state else 0,
-            camera_shapes=[self.input_specs[k].shape for k in self.camera_keys],
+            camera_shapes=[self.input_specs[k].shape for k in self.image_keys],
             action_dim=self.action_dim,
         )
         self.train_scheduler = make_noise_scheduler(config, "ddpm")
@@ -176,7 +173,7 @@ class DiffusionPolicy(Policy):
         return network.encode_observations(
             obs[STATE_KEY] if self.has_state else None,
             obs[ENV_STATE_KEY] if self.has_env_state else None,
-            [obs[k] for k in self.camera_keys],
+            [obs[k] for k in self.image_keys],
         )
 
     def compute_loss(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
@@ -246,7 +243,7 @@ class DiffusionPolicy(Policy):
         path = self.config.pretrained_backbone_weights
         if path is None:
             return
-        if not self.camera_keys:
+        if not self.image_keys:
             raise ValueError(
                 f"diffusion: pretrained_backbone_weights={path!r} given but the policy has no camera input"
             )

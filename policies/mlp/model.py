@@ -61,11 +61,10 @@ class MLPPolicy(Policy):
     def __init__(self, config: MLPConfig, stats: Mapping[str, Any] | None = None):
         super().__init__(config, stats)
         self.vector_keys = [k for k in (STATE_KEY, ENV_STATE_KEY) if k in self.input_specs]
-        self.camera_keys = self.image_keys
         self.network = MLPNetwork(
             config,
             step_vector_dim=sum(self.input_specs[k].shape[0] for k in self.vector_keys),
-            camera_shapes=[self.input_specs[k].shape for k in self.camera_keys],
+            camera_shapes=[self.input_specs[k].shape for k in self.image_keys],
             action_dim=self.action_dim,
         )
 
@@ -74,7 +73,7 @@ class MLPPolicy(Policy):
         return list(range(self.config.chunk_size))
 
     def predict_normalized_chunk(self, observations: dict[str, Tensor]) -> Tensor:
-        return self.network([observations[k] for k in self.vector_keys], [observations[k] for k in self.camera_keys])
+        return self.network([observations[k] for k in self.vector_keys], [observations[k] for k in self.image_keys])
 
     def compute_loss(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         obs = self.prepare_observations(batch)

@@ -14,6 +14,7 @@ import torch
 import envs  # noqa: F401  (registration)
 from deploy.export import ExportConfig, ParityError, export_checkpoint
 from deploy.runtime import BundlePolicy, ChunkRunner, DdimSampler, InGraphSampler, file_sha256, load_manifest
+from policies.chunking import ChunkExecutor
 from training.datasets import observation_to_dataset
 from training.imitation.checkpoint import read_imitation_checkpoint
 
@@ -268,3 +269,27 @@ def test_export_builds_the_env_once_and_hashes_each_checkpoint_file_once(tmp_pat
     assert made == [REACH["id"]]  # env metadata, parity observations: one instance
     listed = json.loads((ckpt / "checkpoint.json").read_text())["files"]
     assert sorted(hashed) == sorted([Path(name).name for name in listed] + ["checkpoint.json"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides", [{}, {"n_action_steps": 1, "temporal_ensemble_coeff": 0.05}])
+def test_torch_executor_and_runtime_runner_execute_chunks_alike(tmp_path, overrides):
+    # policies.chunking.ChunkExecutor (evaluation in torch) mirrors deploy.runtime.ChunkRunner's schedule: history
+    # padding, n_action_steps per chunk, temporal ensembling; only the runner's clamp to the joint limits is extra.
+    ckpt = imitation_checkpoint(tmp_path / "run", "mlp", **overrides)
+    export(tmp_path, ckpt)
+    policy = read_imitation_checkpoint(ckpt).load_policy("cpu")
+    executor = ChunkExecutor(policy)
+    runner = ChunkRunner(tmp_path / "bundle", sync_deadline_s=None, max_velocity=None, allow_unlimited_velocity=True,
+                         max_tracking_error=None)
+    m = runner.manifest
+    env = gym.make(REACH["id"], max_episode_steps=REACH["max_episode_steps"])
+    obs, _ = env.reset(seed=3)
+    for _ in range(10):
+        data = {f.key: np.asarray(observation_to_dataset(obs)[f.key], np.float32) for f in m.observation}
+        want = np.clip(executor({k: v[None] for k, v in data.items()})[0], m.action.lower, m.action.upper)
+        got = runner.tick(data)
+        np.testing.assert_allclose(got, want, atol=1e-4)
+        obs, *_ = env.step(got)
+    env.close()
+    assert runner.statistics.requests == (10 if overrides else 4)  # mlp: n_action_steps 3 -> ticks 0, 3, 6, 9

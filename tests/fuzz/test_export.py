@@ -84,7 +84,9 @@ def test_the_fuzzed_file_lists_are_complete(checkpoints, bundles):
         assert sorted(files) == present, kind
 
 
-def _export_corrupted(checkpoints, tmp_path, kind: str, name: str, how: str):
+@pytest.mark.parametrize("how", CORRUPTIONS)
+@pytest.mark.parametrize("kind, name", [("imitation", n) for n in IMITATION_FILES] + [("rl", n) for n in RL_FILES])
+def test_corrupt_checkpoint_is_refused_naming_the_file(checkpoints, tmp_path, kind, name, how):
     ckpt = copy_tree(checkpoints[kind], tmp_path / "ckpt")
     corrupt(ckpt / name, how)
     out = tmp_path / "bundle"
@@ -95,35 +97,14 @@ def _export_corrupted(checkpoints, tmp_path, kind: str, name: str, how: str):
 
 
 @pytest.mark.parametrize("how", CORRUPTIONS)
-@pytest.mark.parametrize("name", IMITATION_FILES)
-def test_corrupt_imitation_checkpoint_is_refused_naming_the_file(checkpoints, tmp_path, name, how):
-    _export_corrupted(checkpoints, tmp_path, "imitation", name, how)
-
-
-@pytest.mark.parametrize("how", CORRUPTIONS)
-@pytest.mark.parametrize("name", RL_FILES)
-def test_corrupt_rl_checkpoint_is_refused_naming_the_file(checkpoints, tmp_path, name, how):
-    _export_corrupted(checkpoints, tmp_path, "rl", name, how)
-
-
-def _load_corrupted(bundles, tmp_path, kind: str, name: str, how: str):
+@pytest.mark.parametrize("kind, name", [("mlp", n) for n in MLP_BUNDLE_FILES]
+                         + [("diffusion", n) for n in DIFFUSION_BUNDLE_FILES])
+def test_corrupt_bundle_is_refused_at_load_naming_the_file(bundles, tmp_path, kind, name, how):
     bundle = copy_tree(bundles[kind], tmp_path / "bundle")
     corrupt(bundle / name, how)
     with pytest.raises((ValueError, FileNotFoundError)) as error:
         ChunkRunner(bundle)
     assert name in str(error.value), f"the error does not name {name}: {error.value}"
-
-
-@pytest.mark.parametrize("how", CORRUPTIONS)
-@pytest.mark.parametrize("name", MLP_BUNDLE_FILES)
-def test_corrupt_mlp_bundle_is_refused_at_load_naming_the_file(bundles, tmp_path, name, how):
-    _load_corrupted(bundles, tmp_path, "mlp", name, how)
-
-
-@pytest.mark.parametrize("how", CORRUPTIONS)
-@pytest.mark.parametrize("name", DIFFUSION_BUNDLE_FILES)
-def test_corrupt_diffusion_bundle_is_refused_at_load_naming_the_file(bundles, tmp_path, name, how):
-    _load_corrupted(bundles, tmp_path, "diffusion", name, how)
 
 
 BAD_VELOCITIES = {

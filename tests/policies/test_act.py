@@ -71,7 +71,7 @@ def test_first_decoder_layer_shortcut_is_exact(task):
 def test_one_camera_forward_shapes_and_backbone_gradients(task):
     features = image_features(64, 64)
     policy = make_policy({"type": "act", **TINY["act"]}, features, task.stats())
-    assert policy.camera_keys == ["observation.images.top"]
+    assert policy.image_keys == ["observation.images.top"]
     # 64x64 -> 2x2 feature map: latent + state + env-state tokens + 4 image tokens.
     rng = np.random.default_rng(0)
     batch = task.batch(policy, 2, rng)

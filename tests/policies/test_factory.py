@@ -12,7 +12,9 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from policies import available_policies, load_policy, make_policy, policy_config_classes, save_policy
+from policies.config import PolicyConfig
 from policies.factory import CONFIG_FILE, WEIGHTS_FILE, config_from_dict, policy_from_state_dict, policy_state_dict
+from policies.registry import register_config
 
 from .synthetic import STATE_FEATURES, TINY, image_features, random_observation_window, train_losses
 
@@ -140,6 +142,24 @@ def test_loading_refuses_wrong_type_and_broken_checkpoints(tmp_path, task):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="unsupported format_version 99"):
         load_policy(tmp_path / "ckpt")
+    # A family whose recorded module is gone (its package uninstalled) is named, with what to do about it.
+    meta.update(format_version=1, type="ghost", module="no_such_package.ghost.config")
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="'no_such_package.ghost.config' cannot be imported .*install the package"):
+        load_policy(tmp_path / "ckpt")
+
+
+def test_registry_refuses_taken_and_malformed_family_names():
+    with pytest.raises(ValueError, match=r"'act' already has a config class \(policies.act.config.ACTConfig\)"):
+        @register_config("act")
+        @dataclasses.dataclass
+        class OtherConfig(PolicyConfig):
+            type: str = "act"
+    assert policy_config_classes()["act"].__module__ == "policies.act.config"
+    with pytest.raises(ValueError, match="plain identifier"):
+        register_config("my policy")
+    with pytest.raises(ValueError, match="unknown policy type 'nope'; available: \\['act', 'diffusion', 'mlp'"):
+        make_policy({"type": "nope"})
 
 
 def test_training_batch_that_does_not_match_the_config_is_refused(task):

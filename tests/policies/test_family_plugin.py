@@ -14,14 +14,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from apps.recording import CollectConfig, collect
 from deploy.export import ExportConfig, export_checkpoint
 from deploy.runtime import BundlePolicy, ChunkRunner
-from policies import available_policies
+from policies import available_policies, registry
 from training.checkpoints import latest_checkpoint
 from training.datasets.observations import ObservationMapping
 from training.imitation.config import config_from_dict
-from training.imitation.trainer import train
+from training.imitation.trainer import run
 
 REPO = Path(__file__).resolve().parents[2]
 FAMILY = "toy_linear"
@@ -107,21 +106,21 @@ def toy_family(tmp_path_factory):
     __import__(f"{PACKAGE}.config")  # what a user's code (or a Hydra app's entry point) does
     yield root
     sys.path.remove(str(root))
+    for table in (registry._configs, registry._policies, registry._exports, registry._packages):
+        table.pop(FAMILY, None)  # later tests see the built-in families only
 
 
 @pytest.mark.slow
-def test_a_family_in_another_package_trains_exports_and_runs(toy_family, tmp_path):
+def test_a_family_in_another_package_trains_exports_and_runs(toy_family, small_reach_data, tmp_path):
     assert FAMILY in available_policies()
-    data = tmp_path / "data"
-    collect(CollectConfig(env_id="cerebellum/Reach-v0", env_kwargs={"max_episode_steps": 20}, n_episodes=2,
-                          output_dir=str(data), progress=False))
+    data = small_reach_data
     cfg = config_from_dict({
         "env": {"id": "cerebellum/Reach-v0", "max_episode_steps": 20}, "policy": {"type": FAMILY},
         "dataset": {"root": str(data)}, "steps": 30, "batch_size": 8, "log_every": 10,
         "optim": {"warmup_steps": 2}, "eval": {"final_episodes": 0, "n_envs": 1, "video_episodes": 0},
         "checkpoint": {"every_steps": 0}, "logger": {"mode": "disabled"}, "progress_bar": False, "torch_threads": 1,
     })
-    result = train(cfg, tmp_path / "run")
+    result = run(cfg, tmp_path / "run")
     losses = [row["train/loss"] for row in result.history if "train/loss" in row]
     assert len(losses) == 3 and losses[-1] < losses[0]  # the family's compute_loss drives the trainer
     checkpoint = latest_checkpoint(tmp_path / "run")
@@ -152,8 +151,7 @@ def test_a_family_in_another_package_trains_exports_and_runs(toy_family, tmp_pat
     env.close()
 
     # A fresh process that never imported the family loads the checkpoint: it imports the recorded module.
-    code = ("from training.imitation.checkpoint import read_imitation_checkpoint; import sys; "
-            f"ic = read_imitation_checkpoint(sys.argv[1]); print(ic.load_policy().name)")
+    code = "import sys; from training.imitation.trainer import load; print(load(sys.argv[1]).name)"
     env_vars = {**os.environ, "PYTHONPATH": os.pathsep.join([str(toy_family), str(REPO)])}
     out = subprocess.run([sys.executable, "-c", code, str(checkpoint)], capture_output=True, text=True, env=env_vars,
                          cwd=REPO, timeout=300)
