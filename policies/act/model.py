@@ -58,8 +58,8 @@ class FeedForward(nn.Module):
 class Attention(nn.Module):
     """Multi-head attention from four projections and F.scaled_dot_product_attention.
 
-    Written here rather than nn.MultiheadAttention: its Python-side argument handling costs ~0.1 ms per call on one
-    CPU thread, a large share of ACT's 5 ms per-chunk budget with six attention calls per chunk.
+    Written here rather than nn.MultiheadAttention, whose Python-side argument handling is a large share of ACT's
+    per-chunk CPU budget (benchmarks/README.md).
     """
 
     def __init__(self, dim: int, n_heads: int, dropout: float):

@@ -18,14 +18,10 @@ BETA_SCHEDULES = ("squaredcos_cap_v2", "linear", "scaled_linear")
 @register_config("diffusion")
 @dataclass
 class DiffusionConfig(PolicyConfig):
-    """Diffusion Policy hyper-parameters; defaults follow the paper / LeRobot except the UNet size.
-
-    Size: the budget is 30 ms per chunk with 10 DDIM steps (torch, batch 1, one CPU thread), i.e. ~3 ms per
-    denoiser call. The paper's down_dims (512, 1024, 2048) (~250M parameters) takes ~2 s (LeRobot: 1.97 s);
-    at batch 1 the cost is per-call overhead plus weight traffic. [64, 128] (two levels, 1.2M parameters; kernel 5,
-    FiLM, GroupNorm, Mish as in the paper) takes ~13-18 ms on this 2-core CPU (benchmarks/bench_policy_inference.py;
-    the UNet's layout is chosen for this, see policies/diffusion/unet.py). horizon 16 is then halved once (16 -> 8).
-    Set down_dims to [512, 1024, 2048] for the paper size.
+    """Diffusion Policy hyper-parameters; defaults follow the paper / LeRobot except the UNet size: down_dims
+    [64, 128] (two levels; kernel 5, FiLM, GroupNorm, Mish as in the paper) fits the per-chunk CPU budget that the
+    paper's (512, 1024, 2048) misses by far (figures in benchmarks/README.md). Set down_dims to [512, 1024, 2048]
+    for the paper size.
     """
 
     type: str = "diffusion"

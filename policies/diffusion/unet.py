@@ -2,13 +2,10 @@
 
 Written here because diffusers' UNet1DModel has no per-block FiLM conditioning on a global observation vector.
 
-Layout, for CPU speed: sampling calls this network num_inference_steps times per chunk at batch 1, where PyTorch's
-Conv1d falls back to a reference kernel 3-6x slower than oneDNN's channels-last 2-D convolution. So activations
-flow as (B, C, 1, T) tensors in channels-last memory (time-major: (B, T, C) in memory), every convolution is a
-(1, k) Conv2d over them, and the Conv1d weights are stored time-major too, which makes their (C_out, C_in, 1, k)
-view channels-last without a copy. The parameters keep nn.Conv1d's shapes and names, so the state dict is that of
-a plain Conv1d UNet; the layout only affects speed, never values. Training (batch 64) runs about as fast this way as
-with Conv1d, so training and inference share one code path.
+Layout, for CPU speed at batch 1 (where PyTorch's Conv1d falls back to a much slower kernel than oneDNN's
+channels-last 2-D convolution, benchmarks/README.md): activations are (B, C, 1, T) channels-last, every convolution
+is a (1, k) Conv2d, and the Conv1d weights are stored time-major so their 4-D view needs no copy. Parameter shapes
+and names stay nn.Conv1d's (the state dict is a plain Conv1d UNet's); the layout changes speed, never values.
 """
 
 from __future__ import annotations
