@@ -172,6 +172,8 @@ def load_images(meta: DatasetMeta, key: str, in_memory: bool = False,
             fill(meta, key, out)
             out.flush()
             del out
+            # Not fileio.write_atomic: no fsync, since an entry lost in a crash is rebuilt and syncing gigabytes of
+            # frames would cost seconds.
             os.replace(tmp, npy)
         finally:
             tmp.unlink(missing_ok=True)
