@@ -1,4 +1,5 @@
-"""Imitation policies (ACT, Diffusion Policy, MLP) behind one interface; normalization lives inside each policy."""
+"""Imitation policies behind one interface, one folder per family (config, model, export; ACT, Diffusion Policy, MLP
+built in, more register themselves: policies.registry); normalization lives inside each policy."""
 
 from policies.factory import (
     available_policies,
