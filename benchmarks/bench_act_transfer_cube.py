@@ -15,16 +15,7 @@ time is measured on this machine before training). Measured: 200/200 after 9.0 m
     MUJOCO_GL=egl python benchmarks/bench_act_transfer_cube.py --demos 5 --train-minutes 1 --eval-episodes 8   # smoke
 """
 
-from __future__ import annotations
-
-import os
-import sys
-from pathlib import Path
-
-os.environ.setdefault("MUJOCO_GL", "egl")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from imitation_target import ImitationTarget, run_benchmark  # noqa: E402  (this folder is on sys.path as a script's)
+from imitation_target import ImitationTarget, run_benchmark  # this folder is on sys.path as a script's
 
 SPEC = ImitationTarget(
     title="ACT state-only",

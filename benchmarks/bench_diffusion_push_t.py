@@ -19,16 +19,7 @@ this benchmark (30,000 steps, 36.7 min of training, load ~1; an earlier run fitt
     MUJOCO_GL=egl python benchmarks/bench_diffusion_push_t.py --demos 10 --train-minutes 1 --eval-episodes 8   # smoke
 """
 
-from __future__ import annotations
-
-import os
-import sys
-from pathlib import Path
-
-os.environ.setdefault("MUJOCO_GL", "egl")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from imitation_target import ImitationTarget, run_benchmark  # noqa: E402  (this folder is on sys.path as a script's)
+from imitation_target import ImitationTarget, run_benchmark  # this folder is on sys.path as a script's
 
 SPEC = ImitationTarget(
     title="Diffusion Policy state-only",

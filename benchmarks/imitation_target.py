@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+os.environ.setdefault("MUJOCO_GL", "egl")  # before anything imports mujoco: headless rendering for the evaluation
+sys.path.insert(0, str(CONFIGS.parent))  # the benchmark scripts run from a checkout
 
 
 @dataclass(frozen=True)
