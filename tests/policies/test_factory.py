@@ -149,6 +149,16 @@ def test_loading_refuses_wrong_type_and_broken_checkpoints(tmp_path, task):
         load_policy(tmp_path / "ckpt")
 
 
+def test_a_policy_saved_before_families_were_recorded_still_loads(tmp_path, task):
+    policy = make_policy({"type": "mlp", **TINY["mlp"]}, STATE_FEATURES, task.stats()).eval()
+    save_policy(policy, tmp_path)
+    meta = json.loads((tmp_path / CONFIG_FILE).read_text())
+    assert meta.pop("module") == "policies.mlp.config"
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(meta))
+    obs = random_observation_window(policy, 2)
+    assert torch.equal(load_policy(tmp_path).predict_chunk(obs), policy.predict_chunk(obs))
+
+
 def test_registry_refuses_taken_and_malformed_family_names():
     with pytest.raises(ValueError, match=r"'act' already has a config class \(policies.act.config.ACTConfig\)"):
         @register_config("act")
