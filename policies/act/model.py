@@ -187,17 +187,9 @@ class DecoderLayer(nn.Module):
 class ACTNetwork(nn.Module):
     """The ACT network in normalized space; knows feature sizes, not dataset keys."""
 
-    def __init__(
-        self,
-        c: ACTConfig,
-        state_dim: int,
-        env_state_dim: int,
-        camera_shapes: list[tuple[int, int, int]],
-        action_dim: int,
-    ):
-        super().__init__()
-        if state_dim == 0 and env_state_dim == 0 and not camera_shapes:
-            raise ValueError("ACT needs at least one observation: observation.state, environment_state or a camera")
+    def __init__(self, c: ACTConfig, state_dim: int, env_state_dim: int, camera_shapes: list[tuple[int, int, int]],
+                 action_dim: int):
+        super().__init__()  # at least one observation: PolicyConfig.features_ready checked it
         self.config = c
         d = c.dim_model
         self.state_dim, self.env_state_dim, self.action_dim = state_dim, env_state_dim, action_dim

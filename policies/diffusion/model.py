@@ -47,17 +47,9 @@ def make_noise_scheduler(config: DiffusionConfig, kind: str):
 class DiffusionNetwork(nn.Module):
     """Observation encoder + denoiser, in normalized space; this whole module is what EMA averages."""
 
-    def __init__(
-        self,
-        c: DiffusionConfig,
-        state_dim: int,
-        env_state_dim: int,
-        camera_shapes: list[tuple[int, int, int]],
-        action_dim: int,
-    ):
-        super().__init__()
-        if state_dim == 0 and env_state_dim == 0 and not camera_shapes:
-            raise ValueError("Diffusion Policy needs at least one observation: state, environment_state or a camera")
+    def __init__(self, c: DiffusionConfig, state_dim: int, env_state_dim: int,
+                 camera_shapes: list[tuple[int, int, int]], action_dim: int):
+        super().__init__()  # at least one observation: PolicyConfig.features_ready checked it
         crop = None if c.crop_shape is None else (c.crop_shape[0], c.crop_shape[1])
 
         def encoder(shape: tuple[int, int, int]) -> ImageEncoder:
