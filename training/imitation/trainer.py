@@ -1,5 +1,5 @@
-"""The imitation training loop: checks first, then AdamW with warm-up + cosine, gradient clipping, the policy's EMA
-hook, periodic evaluation in simulation, wandb logging, atomic checkpoints and exact resume."""
+"""Imitation training: run / resume / load, and the Trainer whose stages (setup, train_step, evaluate, save_checkpoint)
+its run() calls in order."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The RL training loop: validate, build envs and the SB3 model, resume, learn with callbacks, checkpoint, evaluate."""
+"""RL training (SB3): run / resume / load; check, build envs and the model, learn with callbacks, checkpoint, evaluate."""
 
 from __future__ import annotations
 
