@@ -16,6 +16,14 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+def parse_overrides(overrides: Sequence[str]) -> DictConfig:
+    """`["device=cpu", "+log_every=2"]` as a config ({"device": "cpu", "log_every": 2}), values typed as YAML."""
+    malformed = [o for o in overrides if "=" not in o or o.startswith("~")]
+    if malformed:
+        raise ResumeError(f"overrides must be key=value (nothing can be deleted from a resumed run), got {malformed}")
+    return OmegaConf.from_dotlist([o.lstrip("+") for o in overrides])
+
+
 def resume_changes(given: Mapping[str, Any] | DictConfig, overrides: Sequence[str], allowed: Sequence[str],
                    groups: Mapping[str, str], run_dir: Any) -> dict[str, Any]:
     """The changes `overrides` make to a resumed run, as {dotted key: value taken from `given`}.

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
-from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from policies.chunking import ChunkExecutor
@@ -47,7 +46,7 @@ from training.imitation.sampler import make_training_loader, validation_batches
 from training.imitation.state import capture_rng, restore_rng, scheduler_state, seed_everything, split_optimizer_state
 from training.logging import ExperimentLogger, evaluation_metrics, truncate_metrics
 from training.progress import Progress
-from training.resume import ResumeError, apply_changes, override_key, resume_changes
+from training.resume import ResumeError, apply_changes, override_key, parse_overrides, resume_changes
 
 METRICS_FILE = "metrics.jsonl"
 # Overrides that may accompany resume=<run dir>: they change how the run executes, not what it computes.
@@ -82,7 +81,7 @@ def resume(run_dir: str | Path, overrides: Sequence[str] = (),
            should_stop: Callable[[int], bool] | None = None) -> TrainResult:
     """Continue a run from its latest checkpoint with its saved config; `overrides` ("device=cpu", ...) may change
     only how it executes (RESUME_OVERRIDABLE), any other is refused."""
-    return _resume(run_dir, OmegaConf.from_dotlist(list(overrides)), overrides, should_stop)
+    return _resume(run_dir, None, overrides, should_stop)
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Policy:
@@ -90,7 +89,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Policy:
     return read_imitation_checkpoint(path).load_policy(device).eval()
 
 
-def _resume(run_dir: str | Path, given, overrides: Sequence[str],
+def _resume(run_dir: str | Path, given: Mapping[str, Any] | None, overrides: Sequence[str],
             should_stop: Callable[[int], bool] | None = None) -> TrainResult:
     try:
         resumed = latest_of_run(run_dir)
@@ -111,12 +110,14 @@ def check_no_eval_overrides(overrides: Sequence[str]) -> None:
                                   f"simulation, but {asked} asks for one; drop it or choose an env=...")
 
 
-def resumed_config(resumed: ImitationCheckpoint, given: ImitationTrainConfig | Mapping[str, Any],
+def resumed_config(resumed: ImitationCheckpoint, given: ImitationTrainConfig | Mapping[str, Any] | None,
                    overrides: Sequence[str], run_dir: str | Path | None = None) -> ImitationTrainConfig:
-    """The saved config of the run, with the execution-only overrides of RESUME_OVERRIDABLE applied."""
+    """The saved config of the run, with the execution-only overrides of RESUME_OVERRIDABLE applied; their values
+    come from `given` (the config they built) or, without one, from the overrides themselves."""
     if isinstance(given, ImitationTrainConfig):
         run_dir, given = run_dir or given.resume, to_dict(given)
     try:
+        given = parse_overrides(overrides) if given is None else given
         changes = resume_changes(given, overrides, RESUME_OVERRIDABLE, {"policy": resumed.policy_type}, run_dir)
         return config_from_dict(apply_changes(to_dict(resumed.config), changes))
     except (ResumeError, ValueError) as err:

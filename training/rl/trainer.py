@@ -7,18 +7,17 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from fileio.atomic import write_text_atomic
 from training.checkpoints import checkpoint_to_resume, latest_checkpoint, lock_run_dir
 from training.evaluation import EvaluationResult, evaluate, make_eval_envs, write_results
 from training.logging import ExperimentLogger, evaluation_metrics, truncate_csv
 from training.progress import is_terminal
-from training.resume import ResumeError, apply_changes, resume_changes
+from training.resume import ResumeError, apply_changes, parse_overrides, resume_changes
 from training.rl.algorithms import algorithm_spec, build_model, check_action_space
 from training.rl.callbacks import AtRolloutBoundary, ProgressLines, TimeBudget, WandbOutputFormat
 from training.rl.checkpoint import (
@@ -63,12 +62,14 @@ def run(cfg: RLTrainConfig, default_run_dir: str | Path, overrides: Sequence[str
 def resume(run_dir: str | Path, overrides: Sequence[str] = ()) -> TrainResult:
     """Continue a run from its latest checkpoint with its saved config; `overrides` ("algo.device=cuda", ...) may
     change only how it executes (RESUME_OVERRIDABLE), any other is refused."""
-    return _resume(run_dir, OmegaConf.from_dotlist(list(overrides)), overrides)
+    return _resume(run_dir, None, overrides)
 
 
-def _resume(run_dir: str | Path, given, overrides: Sequence[str]) -> TrainResult:
+def _resume(run_dir: str | Path, given: Mapping[str, Any] | None, overrides: Sequence[str]) -> TrainResult:
+    """`given`: the config the overrides built (scripts), or None to read their values from the overrides."""
     try:
         resumed = resume_from(run_dir)
+        given = parse_overrides(overrides) if given is None else given
         changes = resume_changes(given, overrides, RESUME_OVERRIDABLE, {"algo": resumed.config.algo.name}, run_dir)
         cfg = config_from_dict(apply_changes(to_dict(resumed.config), changes))
     except (ResumeError, FileNotFoundError, ValueError) as err:
