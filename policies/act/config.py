@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from policies.backbones import NORMS
@@ -21,10 +21,6 @@ class ACTConfig(PolicyConfig):
     """
 
     type: str = "act"
-    normalization_mapping: dict[str, str] = field(
-        default_factory=lambda: {"state": "mean_std", "image": "mean_std", "action": "mean_std"}
-    )
-    n_obs_steps: int = 1
     chunk_size: int = 100
     n_action_steps: int = 100
     temporal_ensemble_coeff: Optional[float] = None  # the paper's m; LeRobot uses 0.01 (needs n_action_steps=1)
@@ -50,8 +46,6 @@ class ACTConfig(PolicyConfig):
     n_vae_encoder_layers: int = 4
     kl_weight: float = 10.0
 
-    optimizer_lr: float = 1e-4
-    optimizer_weight_decay: float = 1e-4
     optimizer_lr_backbone: float = 1e-5
 
     def chunk_length(self) -> int:
