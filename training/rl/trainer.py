@@ -135,7 +135,8 @@ def train(cfg: RLTrainConfig, run_dir: Path, resume: RLCheckpoint | None = None,
         else:
             if latest is None or latest.resolve() != resume.checkpoint.path.resolve():
                 raise RLSetupError(f"cannot resume {run_dir}: its latest checkpoint is now {latest}, not "
-                                 f"{resume.checkpoint.path} (another process trained it meanwhile); resume it again")
+                                   f"{resume.checkpoint.path} (another process trained it meanwhile); resume it "
+                                   "again")
             # Rows logged after the checkpoint are logged again by the resumed segment.
             for csv_log in run_dir.glob("progress*.csv"):
                 truncate_csv(csv_log, resume.checkpoint.step, "time/total_timesteps")
