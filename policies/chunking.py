@@ -1,6 +1,4 @@
-"""Turning predicted action chunks into one action per control step: a chunk queue or ACT's temporal ensembling,
-and ChunkExecutor, which runs a policy that way in n environments at once (the torch mirror of the runtime's
-ChunkRunner scheduling: n_action_steps, chunk_offset, temporal ensembling, observation history)."""
+"""One action per control step from predicted chunks (queue or temporal ensembling), for n environments at once."""
 
 from __future__ import annotations
 
@@ -121,7 +119,8 @@ def _device_of(module: torch.nn.Module) -> torch.device:
 
 
 class ChunkExecutor:
-    """One action per step for each of `n_envs` environments from a policy's chunks.
+    """One action per step for each of `n_envs` environments from a policy's chunks: the torch mirror of
+    deploy.runtime.ChunkRunner's schedule (observation history, n_action_steps, temporal ensembling).
 
     The environments start episodes at different times, so each keeps its own observation history and action queue
     (or ensembler); the policy is asked for chunks only for those that need one, in one batch. Sampling noise

@@ -1,8 +1,4 @@
-"""What a policy family hands the exporter (torch side): graphs with their inputs, control settings, sampler, reference.
-
-Each family's export.py registers fn(policy, env, options) -> ExportDescription (policies.registry.register_export);
-deploy.export turns the description into ONNX files and a manifest. Nothing here knows about bundles or onnxruntime.
-"""
+"""What a policy family's export.py hands deploy.export (torch only): graphs, control settings, sampler, reference."""
 
 from __future__ import annotations
 
@@ -60,6 +56,9 @@ class ExportEnv:
 
 @dataclass
 class ExportDescription:
+    """Returned by a family's @register_export function fn(policy, env: ExportEnv, options); deploy.export turns it
+    into ONNX files and a manifest."""
+
     graphs: list[Graph]  # graphs[0] is the manifest's model file; a DDIM condition model follows it
     input_keys: list[str]  # the observations the bundle reads, in graph-input order
     model_inputs: dict[str, str]  # observation key -> input of graphs[0] (empty when a condition model reads them)

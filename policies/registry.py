@@ -1,10 +1,4 @@
-"""Policy families register themselves: config class, policy class and export description, by decorator.
-
-A family is one package holding config.py (light: Hydra registers the schema without loading the model), model.py and
-export.py; the decorators there fill these tables. The built-in families (the subpackages of `policies`) are found by
-importing each one's config module; a family from another package registers when its config module is imported, and
-a saved policy records that module (policies.factory.save_policy) so a fresh process can import it again.
-"""
+"""Policy families register themselves by decorator: a package with config.py, model.py and export.py, no table."""
 
 from __future__ import annotations
 
@@ -77,7 +71,9 @@ def register_export(name: str) -> Callable[[Callable[..., Any]], Callable[..., A
 
 
 def discover() -> None:
-    """Import the config module of every built-in family (each subpackage of `policies` that has one)."""
+    """Import the config module of every built-in family (each subpackage of `policies` that has one). Config modules
+    stay light (no diffusers), so Hydra can register the schemas without loading the models; a family from another
+    package registers when its config module is imported, and save_policy records that module for a fresh process."""
     global _discovered
     if _discovered:
         return
