@@ -316,7 +316,17 @@ class Trainer:
     def setup(self) -> None:
         """Everything that can be wrong with the inputs fails here, before the first step. The order is part of the
         behaviour: the random streams must be where an uninterrupted run has them when the loop starts."""
-        cfg, ctx, device, resume = self.cfg, self.ctx, self.device, self.resume
+        self._use_device()
+        meta, env_features = self._check_inputs()
+        self._build_policy_and_data(meta, env_features)
+        wandb_id = self._build_optimization()
+        self._prepare_run(wandb_id)
+        self._position_random_streams()  # last: nothing done while setting up may shift them
+        if self.main:
+            print(self.describe())
+
+    def _use_device(self) -> None:
+        cfg, ctx, device = self.cfg, self.ctx, self.device
         if device.type == "cpu":
             # The idle cores are shared by the processes of a CPU data-parallel run.
             threads = cfg.torch_threads
@@ -325,15 +335,23 @@ class Trainer:
             torch.set_num_threads(threads)
         self.amp_dtype = hardware.amp_dtype(device, cfg.amp, cfg.amp_dtype)
 
+    def _check_inputs(self) -> tuple[DatasetMeta, dict | None]:
+        """The dataset (and, for a resumed run, that it is the run's own) and how it fits the env."""
+        cfg, resume = self.cfg, self.resume
         meta = open_dataset(cfg.dataset.root)
         self.stats_text = (meta.root / STATS_PATH).read_text()
         self.fingerprint = dataset_fingerprint(meta, self.stats_text)
         if resume is not None and resume.state.get("dataset") != self.fingerprint:
             raise ImitationSetupError(f"cannot resume: dataset {meta.root} is not the one the run was trained on "
                                       f"(recorded {resume.state.get('dataset')}, found {self.fingerprint})")
+        env_features = None
         if cfg.env is not None:  # without one (env=null) the dataset alone defines the features
             env_features, control_hz = probe_env(cfg.env)
             check_dataset_fits_env(meta, cfg.env, control_hz)
+        return meta, env_features
+
+    def _build_policy_and_data(self, meta: DatasetMeta, env_features: dict | None) -> None:
+        cfg, ctx, resume = self.cfg, self.ctx, self.resume
         seed_everything(cfg.seed)  # the same on every rank: every process builds the same initial weights
         self.policy = policy = build_policy(cfg, meta)
         if cfg.env is not None:
@@ -353,6 +371,9 @@ class Trainer:
             raise ImitationSetupError(f"batch_size={cfg.batch_size} is the global batch and must be divisible by the "
                                       f"{ctx.world_size} training processes")
 
+    def _build_optimization(self) -> str | None:
+        """Optimizer, schedule and loss scaling, continued from the checkpoint when resuming; returns the wandb id."""
+        cfg, device, resume, policy = self.cfg, self.device, self.resume, self.policy
         policy.to(device)
         self.optimizer = torch.optim.AdamW(policy.optim_param_groups(), betas=tuple(cfg.optim.betas),
                                            eps=cfg.optim.eps)
@@ -369,7 +390,11 @@ class Trainer:
             wandb_id = resume.state.get("wandb_run_id")
         if self.step >= cfg.steps:
             raise ImitationSetupError(f"nothing to do: the run is at step {self.step} >= steps={cfg.steps}")
+        return wandb_id
 
+    def _prepare_run(self, wandb_id: str | None) -> None:
+        """The run dir with its config, the data loader at the run's position, the loss function and the logger."""
+        cfg, ctx, device, resume = self.cfg, self.ctx, self.device, self.resume
         if resume is None and latest_checkpoint(self.run_dir) is not None:
             raise ImitationSetupError(f"{self.run_dir} already holds a run with checkpoints; continue it with "
                                       f"resume={self.run_dir} or choose another run_dir")
@@ -380,11 +405,14 @@ class Trainer:
         self.loader, self.sampler = make_training_loader(
             self.train_ds, cfg.batch_size, cfg.seed, start_batch=self.step, num_workers=cfg.dataset.num_workers,
             pin_memory=device.type == "cuda", rank=ctx.rank, world_size=ctx.world_size)
-        self.loss_function = _loss_function(policy, cfg, ctx, device)
+        self.loss_function = _loss_function(self.policy, cfg, ctx, device)
         self.logger = ExperimentLogger(cfg.logger, self.run_dir, config_dict, run_id=wandb_id) if self.main else None
         self.val_ids = (validation_batches(self.val_ds, cfg.batch_size, cfg.val_batches) if self.val_ds is not None
                         else [])
-        # Last, so that nothing done while setting up shifts the random streams against the uninterrupted run.
+
+    def _position_random_streams(self) -> None:
+        """Where the interrupted run left them (each rank its own), or a fresh run's per-rank seeds."""
+        cfg, ctx, resume = self.cfg, self.ctx, self.resume
         if resume is not None:
             _restore_rng_of_rank(resume, ctx, cfg.seed)
             saved_world = resume.state.get("world_size", 1)
@@ -393,8 +421,6 @@ class Trainer:
                       "order, weights and optimizer continue exactly, the random streams of ranks > 0 are reseeded")
         elif ctx.rank > 0:
             seed_everything(ctx.rank_seed(cfg.seed))  # dropout masks and noise differ between the ranks' samples
-        if self.main:
-            print(self.describe())
 
     def describe(self) -> str:
         """One line on what is trained where, printed before the first step."""
