@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
-
 import gymnasium as gym
 
-# Task class name -> "module:ExpertClass"; each expert is built from an env instance and then acts on observations.
+from envs.experts.pick_cube import PickCubeExpert
+from envs.experts.push_t import PushTExpert
+from envs.experts.reach import ReachExpert
+from envs.experts.transfer_cube import TransferCubeExpert
+
+# Task class name -> expert class; each expert is built from an env instance and then acts on observations.
 _EXPERTS = {
-    "ReachEnv": "envs.experts.reach:ReachExpert",
-    "PickCubeEnv": "envs.experts.pick_cube:PickCubeExpert",
-    "TransferCubeEnv": "envs.experts.transfer_cube:TransferCubeExpert",
-    "PushTEnv": "envs.experts.push_t:PushTExpert",
+    "ReachEnv": ReachExpert,
+    "PickCubeEnv": PickCubeExpert,
+    "TransferCubeEnv": TransferCubeExpert,
+    "PushTEnv": PushTExpert,
 }
 
 
@@ -19,9 +22,7 @@ def make_expert(env: gym.Env):
     """Return the scripted expert for `env` (an instance of one of our tasks, wrapped or not)."""
     task = env.unwrapped
     name = type(task).__name__
-    target = _EXPERTS.get(name)
-    if target is None:
+    expert_cls = _EXPERTS.get(name)
+    if expert_cls is None:
         raise ValueError(f"no scripted expert for {name}; experts exist for {sorted(_EXPERTS)}")
-    module_name, class_name = target.split(":")
-    expert_cls = getattr(importlib.import_module(module_name), class_name)
     return expert_cls(task)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from dataclasses import dataclass
 
 import numpy as np
 from gymnasium import spaces
+from sb3_contrib import TQC
+from stable_baselines3 import DQN, PPO, SAC, TD3
 
 from training.rl.config import (
     ALGO_CONFIGS,
@@ -23,22 +24,18 @@ from training.rl.config import (
 
 @dataclass(frozen=True)
 class AlgorithmSpec:
-    cls_path: str  # "module:Class", imported only when used (sb3-contrib is optional at import time)
+    cls: type  # the Stable-Baselines3 (or sb3-contrib) algorithm class
     action_spaces: tuple[type[spaces.Space], ...]
     off_policy: bool
-
-    def load_class(self):
-        module, _, name = self.cls_path.partition(":")
-        return getattr(importlib.import_module(module), name)
 
 
 _ANY_ACTIONS = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 ALGORITHMS: dict[str, AlgorithmSpec] = {
-    "ppo": AlgorithmSpec("stable_baselines3:PPO", _ANY_ACTIONS, off_policy=False),
-    "sac": AlgorithmSpec("stable_baselines3:SAC", (spaces.Box,), off_policy=True),
-    "td3": AlgorithmSpec("stable_baselines3:TD3", (spaces.Box,), off_policy=True),
-    "tqc": AlgorithmSpec("sb3_contrib:TQC", (spaces.Box,), off_policy=True),
-    "dqn": AlgorithmSpec("stable_baselines3:DQN", (spaces.Discrete,), off_policy=True),
+    "ppo": AlgorithmSpec(PPO, _ANY_ACTIONS, off_policy=False),
+    "sac": AlgorithmSpec(SAC, (spaces.Box,), off_policy=True),
+    "td3": AlgorithmSpec(TD3, (spaces.Box,), off_policy=True),
+    "tqc": AlgorithmSpec(TQC, (spaces.Box,), off_policy=True),
+    "dqn": AlgorithmSpec(DQN, (spaces.Discrete,), off_policy=True),
 }
 assert set(ALGORITHMS) == set(ALGO_CONFIGS), "every algorithm needs a config class and a spec"
 
@@ -136,4 +133,4 @@ def build_model(algo: AlgoConfig, vec_env, seed: int, verbose: int = 0, inferenc
         algo = dataclasses.replace(algo, n_envs=1, batch_size=min(algo.batch_size, algo.n_steps))
     action_space = vec_env.action_space
     n_actions = int(np.prod(action_space.shape)) if isinstance(action_space, spaces.Box) else 1
-    return spec.load_class()(algo.policy, vec_env, seed=seed, verbose=verbose, **sb3_kwargs(algo, n_actions))
+    return spec.cls(algo.policy, vec_env, seed=seed, verbose=verbose, **sb3_kwargs(algo, n_actions))
