@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 import pkgutil
 import re
@@ -10,6 +11,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Installed packages announce their families here (pyproject: [project.entry-points."cerebellum.policies"]
+# my_family = "my_package.my_family.config"), so the command-line apps know them without an import of their own.
+ENTRY_POINT_GROUP = "cerebellum.policies"
 
 _configs: dict[str, type] = {}
 _policies: dict[str, type] = {}
@@ -71,9 +75,10 @@ def register_export(name: str) -> Callable[[Callable[..., Any]], Callable[..., A
 
 
 def discover() -> None:
-    """Import the config module of every built-in family (each subpackage of `policies` that has one). Config modules
-    stay light (no diffusers), so Hydra can register the schemas without loading the models; a family from another
-    package registers when its config module is imported, and save_policy records that module for a fresh process."""
+    """Import the config module of every built-in family (each subpackage of `policies` that has one) and of every
+    family an installed package announces under the `cerebellum.policies` entry point. Config modules stay light (no
+    diffusers), so Hydra can register the schemas without loading the models; any other family registers when its
+    config module is imported, and save_policy records that module for a fresh process."""
     global _discovered
     if _discovered:
         return
@@ -84,6 +89,13 @@ def discover() -> None:
         _packages.setdefault(info.name, package)
         if importlib.util.find_spec(f"{package}.config") is not None:
             importlib.import_module(f"{package}.config")
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            importlib.import_module(entry.module)
+        except ImportError as err:
+            raise ValueError(f"policy family {entry.name!r} (entry point {ENTRY_POINT_GROUP} of package "
+                             f"{entry.dist.name if entry.dist else '?'}) names module {entry.module!r}, which cannot "
+                             f"be imported: {err}") from err
     _discovered = True
 
 

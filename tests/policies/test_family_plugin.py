@@ -157,3 +157,32 @@ def test_a_family_in_another_package_trains_exports_and_runs(toy_family, small_r
                          cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == FAMILY
+
+
+@pytest.mark.slow
+def test_an_installed_family_works_from_the_command_line(toy_family, small_reach_data, tmp_path):
+    """A package that announces its family under the `cerebellum.policies` entry point (what `pip install` of a
+    pyproject with [project.entry-points."cerebellum.policies"] writes) is trained and exported by the scripts with
+    `policy=<name>` alone: no import, no YAML, no table of ours edited."""
+    dist_info = toy_family / f"{PACKAGE}-0.1.dist-info"
+    dist_info.mkdir(exist_ok=True)
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {PACKAGE}\nVersion: 0.1\n")
+    (dist_info / "entry_points.txt").write_text(f"[cerebellum.policies]\n{FAMILY} = {PACKAGE}.config\n")
+    env_vars = {**os.environ, "PYTHONPATH": os.pathsep.join([str(toy_family), str(REPO)]), "WANDB_MODE": "disabled"}
+
+    def script(name, *overrides):
+        done = subprocess.run([sys.executable, str(REPO / "scripts" / name), *overrides], capture_output=True,
+                              text=True, env=env_vars, cwd=tmp_path, timeout=600)
+        assert done.returncode == 0, f"{name}: {done.stdout[-1500:]}\n{done.stderr[-3000:]}"
+        return done
+
+    run_dir = tmp_path / "run"
+    script("train.py", "env=reach", f"policy={FAMILY}", "policy.chunk_size=6", f"dataset.root={small_reach_data}",
+           "steps=20", "batch_size=8", "eval.final_episodes=0", "logger.mode=disabled", "progress_bar=false",
+           "torch_threads=1", f"run_dir={run_dir}")
+    checkpoint = latest_checkpoint(run_dir)
+    saved = json.loads((checkpoint / "policy" / "config.json").read_text())
+    assert (saved["type"], saved["config"]["chunk_size"], saved["module"]) == (FAMILY, 6, f"{PACKAGE}.config")
+    script("export.py", f"checkpoint={run_dir}", f"output={tmp_path / 'bundle'}")
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    assert manifest["policy_type"] == FAMILY and manifest["control"]["chunk_size"] == 6

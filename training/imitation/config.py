@@ -174,6 +174,10 @@ def register_configs() -> None:
     store.store(name="train_schema", node=ImitationTrainConfig)
     for name, cls in policy_config_classes().items():
         store.store(group="policy_schema", name=name, node=cls)
+        if not cls.__module__.startswith("policies."):
+            # A family from an installed package has no configs/policy/<name>.yaml: `policy=<name>` selects its
+            # dataclass defaults (the YAML files of the built-in families come first on Hydra's search path).
+            store.store(group="policy", name=name, node={"type": name})
     store.store(group="logger", name="base_logger", node=LoggerConfig)
 
 
