@@ -138,13 +138,15 @@ def export_checkpoint(cfg: ExportConfig) -> ExportResult:
     start = time.perf_counter()
     output = Path(cfg.output)
     prepare_output(output, cfg.overwrite)  # fail before the slow part
-    source = load_source(cfg.checkpoint)
-    check_output_location(source, output)
-    if source.env is None:
-        raise ValueError(f"{source.path} was trained without an env (env=null): the manifest takes the joint names, "
-                         "units, limits and control rate from the env, so this checkpoint cannot be exported yet")
-    sim = make_env(source.env)  # one instance for the env's metadata, RL rollouts and parity observations
+    # One env instance for the RL model's spaces, the env's metadata, RL rollouts and parity observations.
+    source = load_source(cfg.checkpoint, sim=make_env)
+    sim = source.sim
     try:
+        check_output_location(source, output)
+        if source.env is None:
+            raise ValueError(f"{source.path} was trained without an env (env=null): the manifest takes the joint "
+                             "names, units, limits and control rate from the env, so this checkpoint cannot be "
+                             "exported yet")
         info = read_env_info(source.env, sim)
         plan = make_plan(source, info, cfg)
         profile = motion_profile(source, info, plan, sim, cfg)
@@ -185,5 +187,6 @@ def export_checkpoint(cfg: ExportConfig) -> ExportResult:
 
         manifest, report = write_atomically(output, cfg.overwrite, fill)
     finally:
-        sim.close()
+        if sim is not None:
+            sim.close()
     return ExportResult(bundle=output, manifest=manifest, parity=report, seconds=time.perf_counter() - start)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import gymnasium as gym
 import numpy as np
 from torch import nn
 
@@ -38,10 +39,14 @@ class ExportSource:
     dataset_root: str | None = None  # imitation: where the training dataset was (it may be gone)
     # rl: SB3's own predict() on the checkpoint, the parity reference instead of the exported module itself
     reference: Callable[..., np.ndarray] | None = None
+    sim: gym.Env | None = None  # one instance of the env, when load_source was asked for it (the caller closes it)
 
 
-def load_source(path: str | Path) -> ExportSource:
-    """Read any exportable checkpoint (file hashes verified) and build its torch policy."""
+def load_source(path: str | Path, sim: Callable[[EnvConfig], gym.Env] | None = None) -> ExportSource:
+    """Read any exportable checkpoint (file hashes verified) and build its torch policy.
+
+    With `sim` (an env constructor), the source also holds one instance of the checkpoint's env in `.sim`, which the
+    RL policy is rebuilt on as well: the caller closes it."""
     if Path(path).exists() and not Path(path).is_dir():
         raise ValueError(f"checkpoint {path} is a file; pass a checkpoint directory or a run directory (its latest "
                          "checkpoint is exported)")
@@ -52,21 +57,30 @@ def load_source(path: str | Path) -> ExportSource:
         ic = read_imitation_checkpoint(ckpt.path)
         policy = ic.load_policy("cpu").eval()
         root = ic.config.dataset.root
+        env = ic.config.env
         return ExportSource(path=ckpt.path, kind="imitation", policy_type=ic.policy_type, step=ic.step,
-                            config=dict(ckpt.config), env=ic.config.env, policy=policy, metadata=meta,
-                            stats_path=ic.checkpoint.file(DATASET_STATS), dataset_root=str(root) if root else None)
+                            config=dict(ckpt.config), env=env, policy=policy, metadata=meta,
+                            stats_path=ic.checkpoint.file(DATASET_STATS), dataset_root=str(root) if root else None,
+                            sim=sim(env) if sim is not None and env is not None else None)
     if ckpt.kind == "rl":
         rl = read_rl_checkpoint(ckpt.path)
-        actor, reference = sb3_actor(rl)
+        env = sim(rl.config.env) if sim is not None else None
+        try:
+            actor, reference = sb3_actor(rl, env=env)
+        except BaseException:
+            if env is not None:
+                env.close()
+            raise
         meta["algorithm"] = rl.config.algo.name
         return ExportSource(path=ckpt.path, kind="rl", policy_type=SB3_TYPE, step=rl.checkpoint.step,
                             config=dict(ckpt.config), env=rl.config.env, policy=actor, metadata=meta, rl=rl,
-                            reference=reference)
+                            reference=reference, sim=env)
     raise ValueError(f"{ckpt.path} is a {ckpt.kind!r} checkpoint; the exporter reads 'imitation' and 'rl' "
                      "checkpoints")
 
 
-def sb3_actor(rl: RLCheckpoint, device: str = "cpu") -> tuple[DeterministicActor, Callable[..., np.ndarray]]:
+def sb3_actor(rl: RLCheckpoint, device: str = "cpu",
+              env: gym.Env | None = None) -> tuple[DeterministicActor, Callable[..., np.ndarray]]:
     """The exportable actor of an RL checkpoint (eval mode) and SB3's own predict() on the same loaded policy, as a
     reference on bundle inputs (observation key -> (1, size) array) -> (1, A)."""
     bounds = rl.state.get("action_space")
@@ -79,7 +93,7 @@ def sb3_actor(rl: RLCheckpoint, device: str = "cpu") -> tuple[DeterministicActor
         raise ValueError(f"{rl.checkpoint.path}: observation entries {unknown} have no dataset key; exportable "
                          f"entries are {sorted(STATE_KEYS)}")
     keys = [STATE_KEYS[k] for k in layout.keys]
-    policy = load_policy(rl, device)  # built once: the actor and the reference share it
+    policy = load_policy(rl, device, env=env)  # built once: the actor and the reference share it
     actor = DeterministicActor(policy, rl.normalization, np.asarray(bounds["low"]), np.asarray(bounds["high"]),
                                layout, keys, rl.config.algo.name).to(device).eval()
     sb3 = SB3VectorPolicy(policy, layout, rl.normalizer)

@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.wrappers import FlattenObservation
 from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 from safetensors.torch import load_file as load_torch, save_file as save_torch
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -165,14 +167,15 @@ def restore_training_state(rl: RLCheckpoint, model, venv) -> None:
         _load_replay_buffer(model.replay_buffer, ckpt)
 
 
-def load_policy(rl: RLCheckpoint, device: str = "cpu"):
+def load_policy(rl: RLCheckpoint, device: str = "cpu", env: gym.Env | None = None):
     """The SB3 policy module of a checkpoint with its weights (pickle-free), on `device`, in eval mode.
 
-    The model is rebuilt from the saved config on one local env (which also checks that the env still produces the
-    observation layout the policy was trained on).
+    The model is rebuilt from the saved config on one env (which also checks that the env still produces the
+    observation layout the policy was trained on): `env`, an instance of the checkpoint's env that the caller keeps
+    using and closes, or else one built and closed here.
     """
     cfg = rl.config
-    venv = DummyVecEnv([lambda: make_flat_env(cfg.env)])
+    venv = DummyVecEnv([lambda: make_flat_env(cfg.env) if env is None else FlattenObservation(env)])
     try:
         layout = ObservationLayout.from_space(venv.envs[0].env.observation_space)  # the Dict space, unflattened
         if layout != rl.layout:
@@ -181,7 +184,8 @@ def load_policy(rl: RLCheckpoint, device: str = "cpu"):
         algo = dataclasses.replace(cfg.algo, device=device)
         model = build_model(algo, venv, seed=cfg.seed, inference_only=True)
     finally:
-        venv.close()
+        if env is None:
+            venv.close()
     weights = load_torch(str(rl.checkpoint.file(POLICY_WEIGHTS)), device=str(model.device))
     model.policy.load_state_dict(weights, strict=True)
     model.policy.set_training_mode(False)
