@@ -23,14 +23,10 @@ def wrap_angle(angle: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Overlap of two Ts. Hand-written because it runs on every env.step that moved the block: scalar float math on a
-# handful of points is cheaper than numpy (whose per-call overhead dominates at this size) or a geometry library.
-# Each T is the union of two rectangles that share the line y = y_join (bar below it is empty, stem above it is
-# empty), so in the goal's frame the goal T is {y >= y_join} & bar box  +  {y < y_join} & stem box, both boxes
-# axis-aligned. Every block rectangle is split once at y_join and each half is clipped by the remaining three
-# axis-aligned half-planes (Sutherland-Hodgman), then measured with the shoelace formula: exact up to float
-# rounding (~1e-15 of the T's area). Cost: nothing beyond a distance test when the Ts cannot touch, ~5-15 us of
-# Python otherwise; PushTEnv only recomputes it on steps where the block moved.
+# Overlap of two Ts, hand-written because it runs on every env.step that moved the block: scalar math on a handful
+# of points is cheaper than numpy's per-call overhead or a geometry library. In the goal's frame each T is two
+# axis-aligned boxes split at y = y_join; every block rectangle is split there, clipped by the remaining half-planes
+# (Sutherland-Hodgman) and measured with the shoelace formula, exact up to float rounding.
 # ---------------------------------------------------------------------------------------------------------------
 def _split_at_y(points, c):
     """Split a convex polygon [(x, y), ...] into its parts below and above the line y = c."""
