@@ -197,6 +197,10 @@ class BundleVectorPolicy:
             self.runners.append(ChunkRunner(bundle_dir, on_chunk=on_chunk, **kwargs))
         self.manifest = self.runners[0].manifest
         self.keys = [f.key for f in self.manifest.observation]
+        # Cameras: the rendered frame in the layout the bundle takes (HWC as a camera driver delivers it, CHW for a
+        # format-1 bundle), stamped with its capture time (rendered for this tick: fresh) like a robot's driver.
+        self.hwc = [f.key for f in self.manifest.observation if f.frame_layout == "HWC"]
+        self.cameras = [f.key for f in self.manifest.observation if f.frame_layout is not None]
         self.recorder = recorder
         self._episode = [-1] * n_envs  # evaluation episode each sub-env runs
         self._tick = [0] * n_envs
@@ -222,10 +226,13 @@ class BundleVectorPolicy:
         if missing:
             raise ValueError(f"the bundle reads {missing}, which the environment does not observe (it yields "
                              f"{sorted(data)}); evaluate it in the env its manifest names")
+        frames = {k: np.moveaxis(data[k], -3, -1) if k in self.hwc else data[k] for k in self.keys}
         actions = []
         for i, runner in enumerate(self.runners):
             held_before = runner.statistics.held_ticks
-            action = runner.tick({k: data[k][i] for k in self.keys})
+            captured = runner.clock()
+            action = runner.tick({k: frames[k][i] for k in self.keys},
+                                 frame_times={k: captured for k in self.cameras} if self.cameras else None)
             no_command = action is None
             if no_command:
                 action = measured_hold(self.manifest, {k: v[i] for k, v in data.items()}, self._last[i],

@@ -73,6 +73,25 @@ class ExportDescription:
     sampler: dict[str, Any] | None = None
     noise_shape: tuple[int, ...] | None = None  # standard-normal initial noise the runtime feeds, e.g. (1, horizon, A)
     notes: dict[str, Any] = field(default_factory=dict)  # family metadata for the manifest's source
+    # Camera key -> the frame layout its graph input takes: "HWC" ((H, W, 3) uint8, as camera drivers deliver
+    # frames; the graph transposes) or "CHW" ((3, H, W), the env feature's shape). Cameras not named here: CHW.
+    layouts: dict[str, str] = field(default_factory=dict)
+
+
+HWC = "HWC"
+
+
+def is_image(env: ExportEnv, key: str) -> bool:
+    shape, dtype = env.feature(key)
+    return dtype == "uint8" and len(shape) == 3
+
+
+def frame_shape(shape: tuple[int, ...], layout: str | None) -> tuple[int, ...]:
+    """A channel-first (3, H, W) feature shape as the frame of `layout` ("HWC": (H, W, 3)); others unchanged."""
+    if layout == HWC:
+        c, h, w = shape
+        return (h, w, c)
+    return tuple(shape)
 
 
 def input_shape(shape: tuple[int, ...], n_obs_steps: int) -> tuple[int, ...]:
@@ -80,12 +99,13 @@ def input_shape(shape: tuple[int, ...], n_obs_steps: int) -> tuple[int, ...]:
     return (1, *shape) if n_obs_steps == 1 else (1, n_obs_steps, *shape)
 
 
-def example_inputs(env: ExportEnv, keys: list[str], n_obs_steps: int, seed: int = 0) -> tuple[Tensor, ...]:
+def example_inputs(env: ExportEnv, keys: list[str], n_obs_steps: int, seed: int = 0,
+                   layouts: Mapping[str, str] | None = None) -> tuple[Tensor, ...]:
     generator = torch.Generator().manual_seed(seed)
     out = []
     for key in keys:
         feature_shape, dtype = env.feature(key)
-        shape = input_shape(tuple(feature_shape), n_obs_steps)
+        shape = input_shape(frame_shape(tuple(feature_shape), (layouts or {}).get(key)), n_obs_steps)
         if dtype == "uint8":
             out.append(torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8))
         else:
@@ -93,11 +113,15 @@ def example_inputs(env: ExportEnv, keys: list[str], n_obs_steps: int, seed: int 
     return tuple(out)
 
 
-def to_torch(inputs: Mapping[str, np.ndarray], keys: list[str], stacked: bool) -> dict[str, Tensor]:
-    """Bundle inputs -> the policy's (B, n_obs, ...) tensors."""
+def to_torch(inputs: Mapping[str, np.ndarray], keys: list[str], stacked: bool,
+             layouts: Mapping[str, str] | None = None) -> dict[str, Tensor]:
+    """Bundle inputs -> the policy's (B, n_obs, ...) tensors (HWC camera frames made channel-first)."""
     out = {}
     for k in keys:
-        x = torch.from_numpy(np.ascontiguousarray(inputs[k]))
+        array = np.asarray(inputs[k])
+        if (layouts or {}).get(k) == HWC:
+            array = np.moveaxis(array, -1, -3)
+        x = torch.from_numpy(np.ascontiguousarray(array))
         out[k] = x if stacked else x.unsqueeze(1)
     return out
 
@@ -118,32 +142,40 @@ class ChunkGraph(nn.Module):
     """Observations in physical units / uint8 pixels, (1, [n_obs,] *shape) each in `keys` order -> (1, chunk, A).
 
     Normalization, uint8 -> [0, 1] image scaling and unnormalization happen inside predict_chunk, so the graph holds
-    them.
+    them; camera inputs named "HWC" in `layouts` take (..., H, W, 3) frames and are made channel-first here.
     """
 
-    def __init__(self, policy: Policy, keys: list[str]):
+    def __init__(self, policy: Policy, keys: list[str], layouts: Mapping[str, str] | None = None):
         super().__init__()
         self.policy = policy
         self.keys = list(keys)
+        self.hwc = [(layouts or {}).get(k) == HWC for k in self.keys]
         self.stacked = policy.config.n_obs_steps > 1
 
     def forward(self, *observations: Tensor) -> Tensor:
-        obs = {k: x if self.stacked else x.unsqueeze(1) for k, x in zip(self.keys, observations)}
+        obs = {}
+        for k, x, hwc in zip(self.keys, observations, self.hwc):
+            if hwc:
+                x = x.movedim(-1, -3)
+            obs[k] = x if self.stacked else x.unsqueeze(1)
         return self.policy.predict_chunk(obs)
 
 
 def describe_chunk_policy(policy: Policy, env: ExportEnv, notes: dict | None = None) -> ExportDescription:
-    """A policy whose predict_chunk is one deterministic pass (ACT, MLP): raw observations -> raw chunk, one graph."""
+    """A policy whose predict_chunk is one deterministic pass (ACT, MLP): raw observations -> raw chunk, one graph.
+    Cameras take HWC uint8 frames, as camera drivers deliver them."""
     keys = check_policy_fits_env(policy, env)
     c = policy.config
-    graph = Graph(MAIN_FILE, ChunkGraph(policy, keys), keys, example_inputs(env, keys, c.n_obs_steps), ACTION_OUTPUT)
+    layouts = {k: HWC for k in keys if is_image(env, k)}
+    graph = Graph(MAIN_FILE, ChunkGraph(policy, keys, layouts), keys,
+                  example_inputs(env, keys, c.n_obs_steps, layouts=layouts), ACTION_OUTPUT)
     stacked = c.n_obs_steps > 1
 
     def reference(inputs, noise=None) -> np.ndarray:
         with torch.no_grad():
-            return policy.predict_chunk(to_torch(inputs, keys, stacked))[0].numpy()
+            return policy.predict_chunk(to_torch(inputs, keys, stacked, layouts))[0].numpy()
 
     return ExportDescription(graphs=[graph], input_keys=keys, model_inputs={k: k for k in keys},
                              chunk_size=policy.chunk_length, n_action_steps=c.n_action_steps,
                              n_obs_steps=c.n_obs_steps, temporal_ensemble_coeff=c.temporal_ensemble_coeff,
-                             reference=reference, notes=dict(notes or {}))
+                             reference=reference, notes=dict(notes or {}), layouts=layouts)

@@ -14,6 +14,8 @@ DEFAULT_ATOL = 1e-4  # parity tolerance of check_parity's callers that give no p
 # for an action in pixels (0-512) as for one in radians: 2e-5 of a 5-rad joint range is the 1e-4 rad used before.
 DEFAULT_RTOL = 2e-5
 SAMPLERS = ("auto", "runtime", "in_graph")
+# A camera frame older than this is stale: a few frames of a 30 fps camera, a few control periods at 50 Hz.
+DEFAULT_CAMERA_MAX_AGE_S = 0.1
 
 
 @dataclass
@@ -38,6 +40,9 @@ class ExportConfig:
     # every joint or one per joint. None: derived from the training data, 1.5 x the fastest each joint moved in the
     # demonstrations (RL: in rollouts of the policy), see deploy.export.limits.
     max_velocity: Optional[list[float]] = None
+    # Written into the manifest as each camera's max_age_s: the runner holds when a frame was captured longer ago
+    # than this (seconds). null: frame ages unchecked.
+    camera_max_age_s: Optional[float] = DEFAULT_CAMERA_MAX_AGE_S
 
     def validate(self) -> None:
         for name in ("checkpoint", "output"):
@@ -55,6 +60,11 @@ class ExportConfig:
                              f"{self.parity_rtol}")
         if self.parity_samples < 1:
             raise ValueError(f"parity_samples must be >= 1, got {self.parity_samples}")
+        age = self.camera_max_age_s
+        if age is not None and (isinstance(age, bool) or not isinstance(age, (int, float))
+                                or not (math.isfinite(age) and age > 0)):
+            raise ValueError(f"camera_max_age_s must be null (frame ages unchecked) or a finite number > 0 (seconds), "
+                             f"got {age!r}")
         if self.max_velocity is not None:
             values = self.max_velocity
             if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) == 0:

@@ -31,9 +31,9 @@ from .sources import ExportSource, load_source
 
 OBSERVATION_NOTES = ("inputs in the robot's raw units: float32 state vectors as the env observes them "
                      "(agent_pos -> observation.state, environment_state -> observation.environment_state, other keys "
-                     "through the env config's obs_key_map), images (pixels/<camera>, or a single pixels array as "
-                     "env.pixels_camera) "
-                     "uint8 channel-first (3, H, W) in [0, 255]; batch 1, with an n_obs_steps axis when "
+                     "through the env config's obs_key_map), camera frames (pixels/<camera>, or a single pixels array as "
+                     "env.pixels_camera) uint8 in [0, 255] in each feature's layout: HWC (H, W, 3) as camera "
+                     "drivers deliver them (ACT, MLP), CHW (3, H, W) otherwise; batch 1, with an n_obs_steps axis when "
                      "n_obs_steps > 1; normalization is inside the graph")
 
 
@@ -122,11 +122,14 @@ def safety_defaults(info: EnvInfo, plan: ExportPlan, profile: MotionProfile, cfg
         bounds = observation_bounds(info, f, profile)
         if bounds is not None:
             f = dataclasses.replace(f, low=bounds[0], high=bounds[1])
+        if f.is_image and cfg.camera_max_age_s is not None:
+            f = dataclasses.replace(f, max_age_s=float(cfg.camera_max_age_s))
         ranges[f.key] = "unchecked" if bounds is None and f.dtype.startswith("float") else (
             "not a float feature" if bounds is None else "joint limits + margin for joint positions, data range "
                                                          "widened for the rest, from " + profile.source)
         features.append(f)
     notes = {"max_velocity": {"values": list(velocity), "from": origin},
+             "camera_max_age_s": cfg.camera_max_age_s,
              "observation_ranges": ranges, "motion_profile": profile.to_dict()}
     return velocity, tuple(features), notes
 

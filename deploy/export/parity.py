@@ -79,7 +79,8 @@ def random_inputs(plan: ExportPlan, n: int, rng: np.random.Generator) -> list[In
 
 
 def env_inputs(env: EnvConfig, plan: ExportPlan, n: int, seed: int, sim=None) -> list[Inputs]:
-    """Observations the robot would send: windows of consecutive env observations under random actions.
+    """Observations the robot would send: windows of consecutive env observations under random actions; camera
+    features are the env's rendered frames in the bundle's layout.
 
     These come from the env the checkpoint was trained on (the distribution its dataset was recorded from); `sim`:
     an instance of it to use (reset here, left open), else one is built and closed.
@@ -87,6 +88,7 @@ def env_inputs(env: EnvConfig, plan: ExportPlan, n: int, seed: int, sim=None) ->
     observation_to_dataset = ObservationMapping.from_env_config(env)  # as the policy was trained
     n_obs = plan.control.n_obs_steps
     keys = [f.key for f in plan.features]
+    layouts = {f.key: f.frame_layout for f in plan.features}
     rng = np.random.default_rng(seed)
     out: list[Inputs] = []
     owned = sim is None
@@ -115,7 +117,9 @@ def env_inputs(env: EnvConfig, plan: ExportPlan, n: int, seed: int, sim=None) ->
             for k in keys:
                 if k not in window[-1]:
                     raise ValueError(f"env {env.id} does not observe {k!r}, which the bundle reads")
-                stacked = np.stack([np.asarray(w[k]) for w in window])  # (n_obs, *shape)
+                stacked = np.stack([np.asarray(w[k]) for w in window])  # (n_obs, *shape), cameras (3, H, W)
+                if layouts.get(k) == "HWC":  # the rendered frame as the camera delivers it
+                    stacked = np.ascontiguousarray(np.moveaxis(stacked, -3, -1))
                 sample[k] = stacked[None] if n_obs > 1 else stacked
             out.append(sample)
     finally:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deploy.runtime import ControlSpec, DdimSampler, InGraphSampler, ModelFile, ObservationFeature
-from policies.export import ExportDescription, ExportEnv, Graph, Reference, input_shape
+from policies.export import ExportDescription, ExportEnv, Graph, Reference, frame_shape, input_shape
 
 from .env_info import EnvInfo
 
@@ -48,13 +48,26 @@ def _sampler(spec: dict[str, Any] | None) -> InGraphSampler | DdimSampler | None
     raise ValueError(f"export description names sampler type {kind!r}; the runtime runs 'in_graph' and 'ddim'")
 
 
+def _frame(feature: ObservationFeature, layouts: dict[str, str]) -> ObservationFeature:
+    """A camera feature (channel-first in EnvInfo) in the layout its graph input takes, declared in the manifest."""
+    if not feature.is_image:
+        if feature.key in layouts:
+            raise ValueError(f"export description gives a frame layout for {feature.key!r}, which is not a camera")
+        return feature
+    layout = layouts.get(feature.key, "CHW")
+    if layout not in ("CHW", "HWC"):
+        raise ValueError(f"export description: layout {layout!r} of {feature.key!r} is not 'HWC' or 'CHW'")
+    return dataclasses.replace(feature, shape=frame_shape(tuple(feature.shape), layout), layout=layout)
+
+
 def plan_from_description(policy_type: str, description: ExportDescription, info: EnvInfo) -> ExportPlan:
     d = description
     coeff = None if d.temporal_ensemble_coeff is None else float(d.temporal_ensemble_coeff)
     control = ControlSpec(frequency_hz=info.control_hz, chunk_size=int(d.chunk_size),
                           n_action_steps=int(d.n_action_steps), n_obs_steps=int(d.n_obs_steps),
                           chunk_offset=int(d.chunk_offset), temporal_ensemble_coeff=coeff)
-    return ExportPlan(policy_type=policy_type, graphs=list(d.graphs), features=[info.feature(k) for k in d.input_keys],
+    return ExportPlan(policy_type=policy_type, graphs=list(d.graphs), features=[_frame(info.feature(k), d.layouts)
+                                                                                for k in d.input_keys],
                       model_inputs=dict(d.model_inputs), control=control, reference=d.reference,
                       sampler=_sampler(d.sampler), noise_shape=d.noise_shape, notes=dict(d.notes))
 

@@ -15,7 +15,7 @@ from .bundle_policy import BundlePolicy
 from .ensembler import TemporalEnsembler
 from .executors import InlineExecutor, SimulatedLatency, SimulatedLatencyExecutor, ThreadExecutor
 from .manifest import DdimSampler, Manifest
-from .safety import ActionLimiter, ObservationChecker
+from .safety import ActionLimiter, FrameAgeChecker, ObservationChecker
 from .stats import Fault, RunnerStatistics
 
 
@@ -86,6 +86,12 @@ class ChunkRunner:
         start_tick + k, so those before the accepting tick were skipped. sync: start_tick = observed_tick; async
         (and a late sync chunk): observed_tick, or later for a chunk that ends a hold (see above). An exception from
         it is recorded as an internal_error fault and the tick goes on.
+    Camera frames
+      * uint8 arrays exactly as the manifest declares them: (H, W, 3) for layout "HWC" (what camera drivers
+        deliver; the bundle's graph transposes, scales and normalizes), (3, H, W) for "CHW" (format-1 bundles). A
+        frame of another shape or dtype is a bad_shape / bad_dtype fault: never resized, transposed or converted.
+      * `max_frame_age_s`: FROM_MANIFEST (each camera's max_age_s), None (ages unchecked, e.g. in simulation) or
+        one limit in seconds for every camera.
     Safety (tick() never raises)
       * the measured pose is the manifest's action.initial_from slice of the observation; a bundle without one
         needs `initial_action` (the robot's pose in action units, per episode via reset(initial_action=...));
@@ -96,7 +102,8 @@ class ChunkRunner:
       * with max_tracking_error (manifest or override), every command is also within the tick's measured pose +-
         that bound when the observation is valid (the limits and the rate limit win where they conflict);
       * a bad observation (not a mapping, missing key, wrong shape/dtype, NaN/inf, outside the manifest's
-        low/high; without those, measured joints outside the action limits widened by their range), a model output
+        low/high; without those, measured joints outside the action limits widened by their range; a camera frame
+        older than its max_age_s or without a capture time, see tick()), a model output
         with NaN/inf, a failed inference, a missed sync deadline, or no action for this
         tick (the chunk ran out before the next arrived) outputs the last command again ("hold"; None if nothing
         was commanded yet) and records the fault.
@@ -122,6 +129,7 @@ class ChunkRunner:
         providers: Sequence[str] | None = None,
         verify_hash: bool = True,
         on_chunk: Callable[[int, int], None] | None = None,
+        max_frame_age_s: float | None = FROM_MANIFEST,
     ):
         # Every cheap argument is checked before the bundle is loaded.
         if not isinstance(bundle_dir, (str, os.PathLike)):
@@ -139,6 +147,11 @@ class ChunkRunner:
             raise ValueError(f"seed must be an integer >= 0 or None, got {seed!r}")
         if not callable(clock):
             raise ValueError(f"clock must be a callable returning seconds (like time.perf_counter), got {clock!r}")
+        if max_frame_age_s is not FROM_MANIFEST and max_frame_age_s is not None and (
+                isinstance(max_frame_age_s, bool) or not isinstance(max_frame_age_s, (int, float))
+                or not (math.isfinite(max_frame_age_s) and max_frame_age_s > 0)):
+            raise ValueError(f"max_frame_age_s must be a positive number of seconds, None (frame ages unchecked) or "
+                             f"left at the manifest's, got {max_frame_age_s!r}")
         if on_chunk is not None and not callable(on_chunk):
             raise ValueError(f"on_chunk must be a callable (observed_tick, start_tick) or None, got {on_chunk!r}")
         self.policy = BundlePolicy(bundle_dir, intra_op_threads=intra_op_threads, providers=providers,
@@ -225,6 +238,9 @@ class ChunkRunner:
             self._executor = ThreadExecutor(clock)
         weakref.finalize(self, self._executor.close)  # stop the inference thread even without close()
         self._checker = ObservationChecker(m.observation, m.action)
+        self.clock = clock
+        self._frame_ages = FrameAgeChecker(m.observation, max_frame_age_s,
+                                           use_override=max_frame_age_s is not FROM_MANIFEST)
         self._n_obs = m.control.n_obs_steps
         self._ensembler = TemporalEnsembler(coeff, self._chunk_len, self.action_dim) if coeff is not None else None
         self.statistics = RunnerStatistics()
@@ -249,14 +265,20 @@ class ChunkRunner:
 
     # ------------------------------------------------------------------------------------------------ public API
 
-    def tick(self, observation: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    def tick(self, observation: Mapping[str, np.ndarray],
+             frame_times: Mapping[str, float] | None = None) -> np.ndarray | None:
         """Return this control tick's command (float32, shape (action_dim,), action units), or None for "no
-        command: keep the driver's own hold" (see the class docstring). Never raises."""
+        command: keep the driver's own hold" (see the class docstring). Never raises.
+
+        `frame_times`: camera key -> capture time of the frame in `observation`, in seconds of the runner's clock
+        (`clock`, default time.perf_counter; `runner.clock()` reads it). Required for the cameras whose manifest
+        feature declares max_age_s (unless max_frame_age_s=None): a frame older than that is a stale_frame fault,
+        one without a time a missing_frame_time fault, and the runner holds."""
         t = self._tick
         self._tick += 1
         self.statistics.ticks += 1
         try:
-            action = self._step(t, observation)
+            action = self._step(t, observation, frame_times)
         except Exception as e:  # a runner bug must not take the robot down: hold and report
             self.statistics.fault(t, Fault.INTERNAL_ERROR, f"{type(e).__name__}: {e}")
             action = self._hold(fault=True)
@@ -321,8 +343,12 @@ class ChunkRunner:
         if self._ensembler is not None:
             self._ensembler.reset()
 
-    def _step(self, t: int, observation: Any) -> np.ndarray | None:
+    def _step(self, t: int, observation: Any, frame_times: Any = None) -> np.ndarray | None:
         arrays, kind, detail = self._checker.check(observation)
+        if kind is None and self._frame_ages.limits:
+            kind, detail = self._frame_ages.check(frame_times, self.clock())
+            if kind is not None:
+                arrays = None
         measured = None  # this tick's measured pose in command space, read only where a bound needs it
         if kind is not None:
             self.statistics.fault(t, kind, detail)

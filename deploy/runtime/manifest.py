@@ -19,6 +19,12 @@ A bundle is one flat directory: manifest.json plus the ONNX file(s) it names. Ve
      "source": {"checkpoint": "<path>", "config": {...resolved config...}, ...exporter metadata},
      "manifest_sha256": "<hex>" (optional: sha256 of the canonical JSON of everything else, see manifest_digest)}
 
+Version 2 (written now; version 1 is still read) adds to a camera feature (uint8, 3-D, e.g. "observation.images.top")
+"layout": "HWC" (shape [H, W, 3], the frame as a camera driver delivers it; the channel transpose, the uint8 -> float
+scaling and the normalization are inside the graph) or "CHW" (shape [3, H, W], version 1's only layout, also the
+default when absent), and optionally "max_age_s": the runner holds when the frame used for a tick was captured longer
+ago than this (ChunkRunner.tick(observation, frame_times=...)).
+
 Model inputs are (1, *shape) per observation key, or (1, n_obs_steps, *shape) when n_obs_steps > 1, in the
 observation's dtype and physical units (normalization is folded into the graph); the output is
 (1, chunk_size, action_dim) in action units. Every key is required (null where allowed); unknown keys are errors,
@@ -46,8 +52,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 FORMAT_NAME = "cerebellum-policy-bundle"
-FORMAT_VERSION = 1
-SUPPORTED_FORMAT_VERSIONS = (1,)
+FORMAT_VERSION = 2
+SUPPORTED_FORMAT_VERSIONS = (1, 2)
+# Version 2 adds, per camera feature (uint8, 3-D), "layout" ("HWC": frames as camera drivers deliver them, (H, W, 3);
+# "CHW": channel-first (3, H, W), the only layout of version 1) and "max_age_s" (a frame captured longer ago than this
+# is stale). A version-1 manifest may carry neither; its camera features are CHW.
+IMAGE_LAYOUTS = ("CHW", "HWC")
 MANIFEST_FILE = "manifest.json"
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -78,13 +88,26 @@ class ObservationFeature:
     """One observation input, in the units and dtype the robot delivers (normalization is inside the model)."""
 
     key: str  # LeRobot dataset key, e.g. "observation.state", "observation.images.top"
-    shape: tuple[int, ...]  # one time step, no batch axis; images are channel-first (3, H, W)
+    shape: tuple[int, ...]  # one time step, no batch axis; images (H, W, 3) or (3, H, W) per `layout`
     dtype: str  # one of OBSERVATION_DTYPES
     units: str | tuple[str, ...]  # one unit for the whole feature, or one per element of a 1-D feature
     names: tuple[str, ...] | None = None  # per element of a 1-D feature (joint names), optional
     # Plausible range per element (flattened, row-major), float features only; None: unchecked.
     low: tuple[float, ...] | None = None
     high: tuple[float, ...] | None = None
+    # Camera features (uint8, 3-D) only: the frame layout of `shape` ("HWC" or "CHW"; None: CHW, as format 1) and the
+    # oldest a frame may be when the runner uses it, seconds since capture (None: unchecked).
+    layout: str | None = None
+    max_age_s: float | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return self.dtype == "uint8" and len(self.shape) == 3
+
+    @property
+    def frame_layout(self) -> str | None:
+        """"HWC" or "CHW" for a camera feature, None for any other."""
+        return (self.layout or "CHW") if self.is_image else None
 
 
 @dataclass(frozen=True)
@@ -348,7 +371,7 @@ def _model_file(obj: _Obj) -> ModelFile:
     return model
 
 
-def _observation(data: Any, where: str) -> tuple[ObservationFeature, ...]:
+def _observation(data: Any, where: str, version: int = FORMAT_VERSION) -> tuple[ObservationFeature, ...]:
     if not isinstance(data, list) or not data:
         raise ManifestError(f"{where}: observation must be a non-empty list of features, got {_kind(data)}")
     features = []
@@ -370,13 +393,32 @@ def _observation(data: Any, where: str) -> tuple[ObservationFeature, ...]:
         if names is not None and (len(shape) != 1 or len(names) != shape[0]):
             raise o._err("names", f"expected one name per element of a 1-D feature of shape {list(shape)}")
         low, high = _bounds(o, shape, dtype)
+        layout, max_age_s = _camera(o, shape, dtype, version)
         o.finish()
         features.append(ObservationFeature(key=key, shape=shape, dtype=dtype, units=units, names=names, low=low,
-                                           high=high))
+                                           high=high, layout=layout, max_age_s=max_age_s))
     keys = [f.key for f in features]
     if len(set(keys)) != len(keys):
         raise ManifestError(f"{where}: observation keys must be unique, got {keys}")
     return tuple(features)
+
+
+def _camera(o: _Obj, shape: tuple[int, ...], dtype: str, version: int) -> tuple[str | None, float | None]:
+    """(layout, max_age_s) of a camera feature; both absent for other features and in format version 1."""
+    if version < 2:
+        return None, None  # finish() reports either key as unknown
+    layout = o.string("layout", required=False, choices=IMAGE_LAYOUTS)
+    max_age_s = o.number("max_age_s", required=False, positive=True)
+    if layout is None and max_age_s is None:
+        return None, None
+    if dtype != "uint8" or len(shape) != 3:
+        raise o._err("layout" if layout is not None else "max_age_s",
+                     f"is for camera features (uint8, 3-D); this one is {dtype} of shape {list(shape)}")
+    channels = shape[0] if (layout or "CHW") == "CHW" else shape[2]
+    if channels != 3:
+        raise o._err("shape", f"a {layout or 'CHW'} camera frame has 3 colour channels "
+                              f"({'(3, H, W)' if (layout or 'CHW') == 'CHW' else '(H, W, 3)'}), got {list(shape)}")
+    return layout, max_age_s
 
 
 def _bounds(o: _Obj, shape: tuple[int, ...], dtype: str) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
@@ -513,7 +555,7 @@ def _manifest_from_dict(data: Any, where: str) -> Manifest:
     if not _IDENTIFIER.match(policy_type):
         raise top._err("policy_type", f"expected a plain identifier (letters, digits, _), got {policy_type!r}")
     control = _control(top.obj("control"))
-    observation = _observation(top.get("observation"), where)
+    observation = _observation(top.get("observation"), where, version)
     action = _action(top.obj("action"))
     model = _model_file(top.obj("model"))
     sampler = _sampler(top, action.dim)
@@ -614,6 +656,10 @@ def _manifest_to_dict(m: Manifest) -> dict[str, Any]:
             entry["names"] = list(f.names)
         if f.low is not None:
             entry["low"], entry["high"] = list(f.low), list(f.high)
+        if f.layout is not None:
+            entry["layout"] = f.layout
+        if f.max_age_s is not None:
+            entry["max_age_s"] = f.max_age_s
         observation.append(entry)
     return {
         "format": FORMAT_NAME,

@@ -12,11 +12,11 @@ from .stats import Fault
 
 
 class _Spec:
-    __slots__ = ("key", "shape", "dtype", "low", "high", "names", "declared")
+    __slots__ = ("key", "shape", "dtype", "low", "high", "names", "declared", "layout")
 
-    def __init__(self, key, shape, dtype, low, high, names, declared):
+    def __init__(self, key, shape, dtype, low, high, names, declared, layout=None):
         self.key, self.shape, self.dtype, self.low, self.high = key, shape, dtype, low, high
-        self.names, self.declared = names, declared
+        self.names, self.declared, self.layout = names, declared, layout
 
 
 class ObservationChecker:
@@ -41,7 +41,7 @@ class ObservationChecker:
                 high = np.asarray(f.high, dtype).reshape(f.shape)
             elif action is not None and action.initial_from is not None and action.initial_from.key == f.key:
                 low, high = _joint_plausibility(f, action, dtype)
-            self._specs.append(_Spec(f.key, tuple(f.shape), dtype, low, high, f.names, declared))
+            self._specs.append(_Spec(f.key, tuple(f.shape), dtype, low, high, f.names, declared, f.frame_layout))
 
     def check(self, observation: Any) -> tuple[dict[str, np.ndarray] | None, str | None, str | None]:
         """Return (arrays, None, None) for a good observation, else (None, fault kind, detail)."""
@@ -65,8 +65,14 @@ class ObservationChecker:
                 if type(value) is not np.ndarray:
                     value = np.array(value)
             if value.shape != shape:
+                if spec.layout is not None:  # a camera frame is never resized or transposed to fit
+                    return None, Fault.BAD_SHAPE, (f"{key!r}: frame of shape {value.shape}, expected {shape} "
+                                                   f"({spec.layout} {dtype.name}, as the manifest declares)")
                 return None, Fault.BAD_SHAPE, f"{key!r}: shape {value.shape}, expected {shape}"
             if value.dtype != dtype:
+                if spec.layout is not None:
+                    return None, Fault.BAD_DTYPE, (f"{key!r}: frame of dtype {value.dtype}, expected {dtype.name} "
+                                                   f"{shape} ({spec.layout}); frames are never converted")
                 # Converting floats to an integer feature (pixels) would silently change their meaning; a boolean
                 # for a float feature is a wiring mistake, not a measurement.
                 if dtype.kind != "f" or value.dtype.kind not in "fiu":
@@ -83,6 +89,47 @@ class ObservationChecker:
                 return None, Fault.NON_FINITE_OBSERVATION, f"{key!r}: contains NaN or inf"
             arrays[key] = value
         return arrays, None, None
+
+
+class FrameAgeChecker:
+    """Checks the capture times of the camera frames whose manifest feature declares max_age_s (or all camera
+    frames against one override). Times are seconds in the runner's clock."""
+
+    def __init__(self, features: Sequence[ObservationFeature], override: float | None | Any = None,
+                 use_override: bool = False):
+        self.limits: dict[str, float] = {}
+        for f in features:
+            if f.frame_layout is None:
+                continue
+            limit = override if use_override else f.max_age_s
+            if limit is not None:
+                self.limits[f.key] = float(limit)
+
+    def check(self, frame_times: Any, now: float) -> tuple[str | None, str | None]:
+        """(None, None) when every checked frame is fresh, else (fault kind, detail)."""
+        if not self.limits:
+            return None, None
+        if frame_times is None:
+            frame_times = {}
+        if not isinstance(frame_times, Mapping):
+            return Fault.BAD_FRAME_TIME, (f"frame_times must map camera keys to capture times (seconds, runner "
+                                          f"clock), got {type(frame_times).__name__}")
+        for key, limit in self.limits.items():
+            if key not in frame_times:
+                return Fault.MISSING_FRAME_TIME, (f"{key!r}: no capture time in frame_times; the manifest limits this "
+                                                  f"camera's frames to {limit:g} s old, so tick() needs "
+                                                  f"frame_times={{{key!r}: <capture time, runner clock>}}")
+            stamp = frame_times[key]
+            if isinstance(stamp, bool) or not isinstance(stamp, (int, float, np.floating, np.integer)) or \
+                    not math.isfinite(float(stamp)):
+                return Fault.BAD_FRAME_TIME, f"{key!r}: capture time {stamp!r} is not a finite number of seconds"
+            age = now - float(stamp)
+            if age < 0:
+                return Fault.BAD_FRAME_TIME, (f"{key!r}: capture time {float(stamp):.6f} s is {-age * 1e3:.1f} ms in "
+                                              "the future of the runner's clock (a different time base?)")
+            if age > limit:
+                return Fault.STALE_FRAME, f"{key!r}: frame is {age * 1e3:.1f} ms old, the limit is {limit * 1e3:g} ms"
+        return None, None
 
 
 def _joint_plausibility(feature: ObservationFeature, action: ActionSpec, dtype: np.dtype):

@@ -17,6 +17,11 @@ class Fault:
     BAD_DTYPE = "bad_dtype"
     NON_FINITE_OBSERVATION = "non_finite_observation"
     OUT_OF_RANGE_OBSERVATION = "out_of_range_observation"  # finite, outside low/high (or the widened limits)
+    # Camera frames with a manifest max_age_s: captured longer ago than it; no capture time given for the frame; a
+    # capture time that is not a finite number or lies in the future of the runner's clock.
+    STALE_FRAME = "stale_frame"
+    MISSING_FRAME_TIME = "missing_frame_time"
+    BAD_FRAME_TIME = "bad_frame_time"
     NO_FRESH_CHUNK = "no_fresh_chunk"  # the executing chunk ran out before the next one arrived
     LATE_CHUNK = "late_chunk"  # sync mode: the inference missed its deadline; the tick went on without it
     STALE_CHUNK = "stale_chunk"  # a chunk arrived after all of its actions were due: discarded
@@ -25,7 +30,7 @@ class Fault:
     INTERNAL_ERROR = "internal_error"  # a bug in the runner; tick() still returns a held action
 
     OBSERVATION_KINDS = (BAD_OBSERVATION, MISSING_KEY, BAD_SHAPE, BAD_DTYPE, NON_FINITE_OBSERVATION,
-                         OUT_OF_RANGE_OBSERVATION)
+                         OUT_OF_RANGE_OBSERVATION, STALE_FRAME, MISSING_FRAME_TIME, BAD_FRAME_TIME)
 
 
 class RunnerStatistics:

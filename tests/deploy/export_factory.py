@@ -70,24 +70,25 @@ def dataset_stats(features: dict[str, list[int]], seed: int = 0, speeds: bool = 
     return stats
 
 
-def reach_features(pixels: bool = False) -> dict[str, list[int]]:
+def reach_features(pixels: bool = False, image_size: int = 32) -> dict[str, list[int]]:
     features = {"observation.state": [6], "observation.environment_state": [6], "action": [6]}
     if pixels:
-        features["observation.images.top"] = [3, 32, 32]
+        features["observation.images.top"] = [3, image_size, image_size]
     return features
 
 
 def imitation_checkpoint(run_dir: Path, policy_type: str, *, pixels: bool = False, seed: int = 0,
                          stats: dict | None = None, dataset_root: Path | None = None, no_env: bool = False,
-                         **overrides) -> Path:
-    """A checkpoint of an untrained tiny policy for Reach, written with the imitation trainer's checkpoint code.
+                         image_size: int = 32, **overrides) -> Path:
+    """A checkpoint of an untrained tiny policy for Reach, written with the imitation trainer's checkpoint code
+    (pixels: with the top camera, image_size x image_size).
     stats: the dataset statistics to build it with (default: dataset_stats(...)); dataset_root: the dataset path its
     config names (default: one that does not exist); no_env: the config says env=null (trained from a dataset alone)."""
     from training.imitation.checkpoint import save_imitation_checkpoint
     from training.imitation.config import config_from_dict
 
     torch.manual_seed(seed)
-    features = reach_features(pixels)
+    features = reach_features(pixels, image_size)
     stats = dataset_stats(features, seed) if stats is None else stats
     policy_cfg = {"type": policy_type, **TINY[policy_type], **overrides}
     policy = make_policy(policy_cfg, features, stats).eval()
@@ -96,7 +97,7 @@ def imitation_checkpoint(run_dir: Path, policy_type: str, *, pixels: bool = Fals
         with torch.no_grad():
             for p in policy.ema_network.parameters():
                 p.add_(0.01 * torch.randn_like(p))
-    env = REACH_PIXELS if pixels else REACH
+    env = {**REACH_PIXELS, "image_size": [image_size, image_size]} if pixels else REACH
     cfg = config_from_dict({"env": None if no_env else dict(env), "policy": policy_cfg, "dataset": {"root": str(dataset_root or run_dir / "no_dataset")},
                             "steps": 1})
     return save_imitation_checkpoint(run_dir, cfg, policy, step=1, state={"note": "export test"},

@@ -28,18 +28,20 @@ def export(tmp_path, ckpt, name="bundle", **options):
     return export_checkpoint(ExportConfig(checkpoint=str(ckpt), output=str(tmp_path / name), **{**FAST, **options}))
 
 
-def env_windows(env_kwargs: dict, n_obs: int, count: int, seed: int = 7) -> list[dict[str, np.ndarray]]:
-    """Observation windows from the simulated robot, as the bundle takes them: (1, [n_obs,] *shape) per key."""
+def env_windows(env_kwargs: dict, n_obs: int, count: int, seed: int = 7,
+                channel_first: bool = True) -> list[dict[str, np.ndarray]]:
+    """Observation windows from the simulated robot, as the bundle takes them: (1, [n_obs,] *shape) per key; camera
+    frames as rendered, (H, W, 3), with channel_first=False."""
     env = gym.make(env_kwargs["id"], **{k: (tuple(v) if isinstance(v, list) else v)
                                          for k, v in env_kwargs.items() if k != "id"})
     rng = np.random.default_rng(seed)
     out = []
     obs, _ = env.reset(seed=seed)
-    frames = [observation_to_dataset(obs)] * n_obs
+    frames = [observation_to_dataset(obs, channel_first)] * n_obs
     for _ in range(count):
         action = obs["agent_pos"] + rng.normal(0, 0.3, env.action_space.shape).astype(np.float32)
         obs, *_ = env.step(np.clip(action, env.action_space.low, env.action_space.high))
-        frames = frames[1:] + [observation_to_dataset(obs)]
+        frames = frames[1:] + [observation_to_dataset(obs, channel_first)]
         out.append({k: np.stack([f[k] for f in frames])[None] if n_obs > 1 else frames[-1][k][None]
                     for k in frames[-1]})
     env.close()
@@ -67,7 +69,10 @@ def assert_parity(bundle_dir, ckpt, inputs_list, rng) -> float:
         if m.policy_type == "diffusion":
             noise = rng.standard_normal((1, policy.config.horizon, policy.action_dim)).astype(np.float32)
         got = bundle.predict_chunk(feed, noise=noise)[m.control.chunk_offset:]
-        want = torch_chunk(policy, feed, noise)
+        # The torch policy reads channel-first images; HWC bundle frames are transposed for it here.
+        chw = {k: np.ascontiguousarray(np.moveaxis(v, -1, -3)) if m.feature(k).frame_layout == "HWC" else v
+               for k, v in feed.items()}
+        want = torch_chunk(policy, chw, noise)
         assert got.shape == want.shape
         worst = max(worst, float(np.abs(got - want).max()))
         spread.append(want)
@@ -109,7 +114,7 @@ def test_bundle_matches_checkpoint_and_manifest_describes_it(tmp_path, policy_ty
 
     m = load_manifest(bundle)
     c = policy.config
-    assert m.policy_type == policy_type and m.format_version == 1
+    assert m.policy_type == policy_type and m.format_version == 2
     assert m.control.frequency_hz == 50.0 and m.control.n_obs_steps == n_obs
     assert m.control.n_action_steps == c.n_action_steps
     assert m.control.temporal_ensemble_coeff == c.temporal_ensemble_coeff
@@ -172,10 +177,12 @@ def test_act_with_camera_takes_uint8_images_and_writes_torchscript(tmp_path):
     bundle = tmp_path / "bundle"
     m = result.manifest
     image = m.feature(IMAGE)
-    assert image.dtype == "uint8" and image.shape == (3, 32, 32) and image.units == "pixel"
+    # Frames as a camera driver delivers them: (H, W, 3) uint8, with the manifest's default age limit.
+    assert image.dtype == "uint8" and image.shape == (32, 32, 3) and image.units == "pixel"
+    assert image.layout == "HWC" and image.max_age_s == 0.1
     pixels_env = {"id": REACH["id"], "obs_mode": "state_pixels", "cameras": ["top"], "image_size": [32, 32]}
     rng = np.random.default_rng(9)
-    windows = random_windows(bundle, 1, rng) + env_windows(pixels_env, 1, 2)
+    windows = random_windows(bundle, 1, rng) + env_windows(pixels_env, 1, 2, channel_first=False)
     assert_parity(bundle, ckpt, windows, rng)
 
     ts = m.source.extra["torchscript"]
@@ -185,7 +192,8 @@ def test_act_with_camera_takes_uint8_images_and_writes_torchscript(tmp_path):
     inputs = windows[-1]
     with torch.no_grad():
         got = traced(*[torch.from_numpy(inputs[k]) for k in ts["inputs"]])[0].numpy()
-    np.testing.assert_allclose(got, torch_chunk(policy, inputs), atol=1e-4)
+    chw = {**inputs, IMAGE: np.ascontiguousarray(np.moveaxis(inputs[IMAGE], -1, -3))}
+    np.testing.assert_allclose(got, torch_chunk(policy, chw), atol=1e-4)
 
 
 @pytest.mark.slow

@@ -122,7 +122,7 @@ def _delete(path):
 
 
 @pytest.mark.parametrize("mutate, error, message", [
-    (_set(["format_version"], 2), UnsupportedFormatVersion, r"format_version 2 is not supported .* reads \[1\]"),
+    (_set(["format_version"], 3), UnsupportedFormatVersion, r"format_version 3 is not supported .* reads \[1, 2\]"),
     (_set(["format_version"], "1"), UnsupportedFormatVersion, "format_version '1' is not supported"),
     (_delete(["format_version"]), UnsupportedFormatVersion, "missing 'format_version'"),
     (_set(["format"], "something-else"), ManifestError, "not a policy bundle manifest"),
