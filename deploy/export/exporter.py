@@ -33,7 +33,7 @@ OBSERVATION_NOTES = ("inputs in the robot's raw units: float32 state vectors as 
                      "(agent_pos -> observation.state, environment_state -> observation.environment_state, other keys "
                      "through the env config's obs_key_map), camera frames (pixels/<camera>, or a single pixels array as "
                      "env.pixels_camera) uint8 in [0, 255] in each feature's layout: HWC (H, W, 3) as camera "
-                     "drivers deliver them (ACT, MLP), CHW (3, H, W) otherwise; batch 1, with an n_obs_steps axis when "
+                     "drivers deliver them (ACT, MLP, Diffusion), CHW (3, H, W) where a family declares no layout; batch 1, with an n_obs_steps axis when "
                      "n_obs_steps > 1; normalization is inside the graph")
 
 

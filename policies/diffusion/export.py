@@ -17,12 +17,14 @@ from torch import nn
 from policies.diffusion.model import DiffusionPolicy
 from policies.export import (
     ACTION_OUTPUT,
+    HWC,
     MAIN_FILE,
     ExportDescription,
     ExportEnv,
     Graph,
     check_policy_fits_env,
     example_inputs,
+    is_image,
     to_torch,
 )
 from policies.normalization import MIN_MAX, MEAN_STD, MIN_SCALE
@@ -35,20 +37,27 @@ SAMPLE_INPUT, TIMESTEP_INPUT, NOISE_INPUT = "sample", "timestep", "noise"
 DENOISER_OUTPUT = "model_output"
 
 
-def _observations(policy, keys: list[str], inputs) -> dict[str, torch.Tensor]:
+def _observations(policy, keys: list[str], inputs, hwc: frozenset = frozenset()) -> dict[str, torch.Tensor]:
+    """Graph inputs -> the policy's (B, n_obs, ...) observations; camera frames in `hwc` made channel-first."""
     stacked = policy.config.n_obs_steps > 1
-    return policy.prepare_observations({k: x if stacked else x.unsqueeze(1) for k, x in zip(keys, inputs)})
+    obs = {}
+    for k, x in zip(keys, inputs):
+        if k in hwc:
+            x = x.movedim(-1, -3)
+        obs[k] = x if stacked else x.unsqueeze(1)
+    return policy.prepare_observations(obs)
 
 
 class ConditionEncoder(nn.Module):
-    """Raw observation window -> the UNet's global condition (normalization and image encoders inside)."""
+    """Raw observation window (HWC uint8 camera frames) -> the UNet's global condition (normalization and image
+    encoders inside)."""
 
-    def __init__(self, policy, keys: list[str]):
+    def __init__(self, policy, keys: list[str], hwc: frozenset = frozenset()):
         super().__init__()
-        self.policy, self.keys = policy, list(keys)
+        self.policy, self.keys, self.hwc = policy, list(keys), frozenset(hwc)
 
     def forward(self, *observations: torch.Tensor) -> torch.Tensor:
-        obs = _observations(self.policy, self.keys, observations)
+        obs = _observations(self.policy, self.keys, observations, self.hwc)
         return self.policy._global_cond(self.policy.inference_network, obs)
 
 
@@ -66,14 +75,14 @@ class Denoiser(nn.Module):
 class SamplingGraph(nn.Module):
     """Raw observation window + initial noise (1, horizon, A) -> the whole denoised trajectory in action units."""
 
-    def __init__(self, policy, keys: list[str]):
+    def __init__(self, policy, keys: list[str], hwc: frozenset = frozenset()):
         super().__init__()
-        self.policy, self.keys = policy, list(keys)
+        self.policy, self.keys, self.hwc = policy, list(keys), frozenset(hwc)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         *observations, noise = inputs
         p = self.policy
-        cond = p._global_cond(p.inference_network, _observations(p, self.keys, observations))
+        cond = p._global_cond(p.inference_network, _observations(p, self.keys, observations, self.hwc))
         trajectory = p.sample_normalized_trajectory(cond, noise, p.inference_network)
         return p.action_normalizer.unnormalize({"action": trajectory})["action"]
 
@@ -135,7 +144,9 @@ def describe(policy: DiffusionPolicy, env: ExportEnv, options) -> ExportDescript
     keys = check_policy_fits_env(policy, env)
     c = policy.config
     mode = choose_sampler(policy, getattr(options, "diffusion_sampler", "auto"))
-    observations = example_inputs(env, keys, c.n_obs_steps)
+    layouts = {k: HWC for k in keys if is_image(env, k)}  # camera frames as drivers deliver them
+    hwc = frozenset(layouts)
+    observations = example_inputs(env, keys, c.n_obs_steps, layouts=layouts)
     noise_shape = (1, c.horizon, policy.action_dim)
     generator = torch.Generator().manual_seed(1)
     noise = torch.randn(noise_shape, generator=generator)
@@ -148,20 +159,20 @@ def describe(policy: DiffusionPolicy, env: ExportEnv, options) -> ExportDescript
         if noise_array is None:
             raise ValueError("diffusion parity needs the initial noise fed to the bundle")
         with torch.no_grad():
-            chunk = policy.predict_chunk(to_torch(inputs, keys, stacked),
+            chunk = policy.predict_chunk(to_torch(inputs, keys, stacked, layouts),
                                          noise=torch.from_numpy(np.asarray(noise_array, np.float32)))
         return chunk[0].numpy()
 
     notes = {"diffusion_sampler": mode, "inference_scheduler": c.inference_scheduler,
              "num_inference_steps": c.num_inference_steps, "ema_weights": policy.ema_network is not None}
     if mode == "in_graph":
-        graph = Graph(MAIN_FILE, SamplingGraph(policy, keys), [*keys, NOISE_INPUT], (*observations, noise),
+        graph = Graph(MAIN_FILE, SamplingGraph(policy, keys, hwc), [*keys, NOISE_INPUT], (*observations, noise),
                       ACTION_OUTPUT, exporter="torchscript")
         sampler = {"type": "in_graph", "num_inference_steps": c.num_inference_steps, "noise_input": NOISE_INPUT}
         return ExportDescription([graph], keys, {k: k for k in keys}, reference=reference, sampler=sampler,
-                                 noise_shape=noise_shape, notes=notes, **control)
+                                 noise_shape=noise_shape, notes=notes, layouts=layouts, **control)
 
-    encoder = ConditionEncoder(policy, keys)
+    encoder = ConditionEncoder(policy, keys, hwc)
     with torch.no_grad():
         condition = encoder(*observations)
     timestep = torch.tensor([policy.sampling_timesteps[0]], dtype=torch.int64)
@@ -178,4 +189,4 @@ def describe(policy: DiffusionPolicy, env: ExportEnv, options) -> ExportDescript
         "condition_input": CONDITION, "seed": int(getattr(options, "seed", 0)),
     }
     return ExportDescription([denoiser, encoder_graph], keys, {}, reference=reference, sampler=sampler,
-                             noise_shape=noise_shape, notes=notes, **control)
+                             noise_shape=noise_shape, notes=notes, layouts=layouts, **control)

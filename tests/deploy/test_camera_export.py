@@ -1,4 +1,4 @@
-"""Camera bundles end to end: a 96x96 camera ACT (and MLP) exported with HWC uint8 frame inputs, matching the
+"""Camera bundles end to end: a 96x96 camera ACT (and MLP, Diffusion) exported with HWC uint8 frame inputs, matching the
 checkpoint on frames the env renders, and the same closed-loop episodes as the checkpoint through ChunkRunner."""
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def export(tmp_path, ckpt):
                                           parity_samples=3))
 
 
-@pytest.mark.parametrize("policy_type", ["act", "mlp"])  # mlp: an observation history, (1, 2, H, W, 3) frames
+# mlp and diffusion: an observation history, (1, 2, H, W, 3) frames; diffusion: through its encoder.onnx (DDIM)
+@pytest.mark.parametrize("policy_type", ["act", "mlp", "diffusion"])
 def test_camera_bundle_takes_hwc_frames_and_matches_the_checkpoint_on_rendered_frames(tmp_path, policy_type):
     ckpt = imitation_checkpoint(tmp_path / "run", policy_type, pixels=True, image_size=SIZE)
     result = export(tmp_path, ckpt)
