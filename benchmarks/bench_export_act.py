@@ -88,6 +88,7 @@ def main() -> None:
 
     from deploy.export import ExportConfig, export_checkpoint
     from deploy.runtime import BundlePolicy
+    from policies.export import to_torch
     from training.imitation.checkpoint import read_imitation_checkpoint
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,7 +108,9 @@ def main() -> None:
             shape = (1, *f.shape)
             inputs[f.key] = (rng.integers(0, 256, shape, dtype=np.uint8) if f.dtype == "uint8"
                              else rng.standard_normal(shape).astype(np.float32))
-        obs = {k: torch.from_numpy(v)[:, None] for k, v in inputs.items()}
+        # The checkpoint takes channel-first images; the bundle takes frames as the manifest declares them (HWC).
+        obs = to_torch(inputs, list(inputs), stacked=False,
+                       layouts={f.key: f.layout for f in bundle.manifest.observation if f.layout})
         with torch.inference_mode():
             diff = np.abs(bundle.predict_chunk(inputs) - policy.predict_chunk(obs)[0].numpy()).max()
 
