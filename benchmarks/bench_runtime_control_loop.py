@@ -141,12 +141,14 @@ def control_loop(runner: ChunkRunner, seconds: float, seed: int = 0) -> dict:
     """Tick at the runner's frequency in real time; returns tick durations and deadline overruns."""
     period = 1.0 / runner.control_hz
     make_obs = observation_maker(runner, np.random.default_rng(seed))
+    cameras = [f.key for f in runner.manifest.observation if np.dtype(f.dtype) == np.uint8]
     durations, overruns = [], 0
     next_deadline = time.perf_counter()
     for _ in range(int(seconds * runner.control_hz)):
         obs = make_obs()
+        captured = {key: runner.clock() for key in cameras}  # frames are fresh: made just now
         start = time.perf_counter()
-        runner.tick(obs)
+        runner.tick(obs, frame_times=captured)
         end = time.perf_counter()
         durations.append(end - start)
         next_deadline += period
