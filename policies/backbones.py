@@ -1,4 +1,5 @@
-"""Image backbones written here: a ResNet-18-style CNN (no torchvision, no downloads) and a spatial-softmax head."""
+"""Image backbones written here: a ResNet-18-style CNN, a lighter ResNet-10-style one at half width (no torchvision,
+no downloads), and a spatial-softmax head."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import torch
 from torch import Tensor, nn
 
 NORMS = ("batch", "group")
+# Selectable with a policy config's `vision_backbone`; the first is the default. Only resnet18 takes pretrained weights.
+BACKBONES = ("resnet18", "resnet10_narrow")
+PRETRAINABLE_BACKBONES = ("resnet18",)
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -82,6 +86,72 @@ class ResNet18(nn.Module):
         for _ in range(5):  # conv1, maxpool, layer2, layer3, layer4 each halve with ceil-like padding
             h, w = (h + 1) // 2, (w + 1) // 2
         return (self.out_channels, h, w)
+
+
+class ResNet10Narrow(nn.Module):
+    """A lighter ResNet for 96-128 px cameras: ResNet-10 depth ([1, 1, 1, 1] BasicBlocks) at half width (32..256).
+
+    Why this shape: it keeps ResNet-18's stem, stage strides and residual blocks -- a well-known, export-friendly
+    layout whose feature map is the same (B, C, H/32, W/32) grid, so ACT's image tokens and positional embeddings and
+    the spatial-softmax head work unchanged -- while one block per stage halves the depth and half width cuts each
+    convolution's cost about 4x, about 1/8 of ResNet-18's multiply-adds and 1/9 of its parameters (1.2 M vs 11.2 M)
+    overall. At 96x96 the image has little detail for ResNet-18's 512 channels to use. No ImageNet weights exist for
+    it, so it is trained from scratch (pretrained_backbone_weights is refused by the configs).
+    """
+
+    out_channels = 256
+
+    def __init__(self, in_channels: int = 3, norm: str = "batch"):
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"unknown backbone norm {norm!r}; expected one of {NORMS}")
+        self.conv1 = nn.Conv2d(in_channels, 32, 7, stride=2, padding=3, bias=False)
+        self.bn1 = make_norm(norm, 32)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        widths = (32, 64, 128, 256)
+        layers, in_ch = [], 32
+        for i, width in enumerate(widths):
+            layers.append(BasicBlock(in_ch, width, 1 if i == 0 else 2, norm))
+            in_ch = width
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def output_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """(C, h, w) of the feature map for a (C, H, W) input: the same five halvings as ResNet-18."""
+        _, h, w = image_shape
+        for _ in range(5):
+            h, w = (h + 1) // 2, (w + 1) // 2
+        return (self.out_channels, h, w)
+
+
+def make_backbone(name: str, in_channels: int, norm: str) -> ResNet18 | ResNet10Narrow:
+    """The image backbone a config's `vision_backbone` names."""
+    if name == "resnet18":
+        return ResNet18(in_channels=in_channels, norm=norm)
+    if name == "resnet10_narrow":
+        return ResNet10Narrow(in_channels=in_channels, norm=norm)
+    raise ValueError(f"unknown vision backbone {name!r}; expected one of {BACKBONES}")
+
+
+def check_backbone_config(owner: str, backbone: str, norm: str, pretrained: str | None) -> None:
+    """Shared config validation of vision_backbone / backbone_norm / pretrained_backbone_weights."""
+    if backbone not in BACKBONES:
+        raise ValueError(f"{owner}.vision_backbone must be one of {BACKBONES}, got {backbone!r}")
+    if norm not in NORMS:
+        raise ValueError(f"{owner}.backbone_norm must be one of {NORMS}, got {norm!r}")
+    if pretrained is not None and backbone not in PRETRAINABLE_BACKBONES:
+        raise ValueError(
+            f"{owner}.pretrained_backbone_weights={pretrained!r} does not apply to vision_backbone={backbone!r}: "
+            f"pretrained weights load only into {PRETRAINABLE_BACKBONES} (train {backbone!r} from scratch, or set "
+            "pretrained_backbone_weights: null)"
+        )
 
 
 def _read_state_dict(source: str | os.PathLike) -> dict[str, Tensor]:
@@ -160,7 +230,8 @@ class SpatialSoftmax(nn.Module):
 
 
 class ImageEncoder(nn.Module):
-    """ResNet-18 -> spatial softmax keypoints -> linear feature, with optional crop (random in training)."""
+    """Backbone (`make_backbone` name, ResNet-18 by default) -> spatial softmax keypoints -> linear feature, with
+    optional crop (random in training)."""
 
     def __init__(
         self,
@@ -170,6 +241,7 @@ class ImageEncoder(nn.Module):
         feature_dim: int,
         crop_shape: tuple[int, int] | None = None,
         crop_is_random: bool = True,
+        backbone: str = "resnet18",
     ):
         super().__init__()
         c, h, w = image_shape
@@ -180,7 +252,7 @@ class ImageEncoder(nn.Module):
             h, w = ch, cw
         self.crop_shape = None if crop_shape is None else (int(crop_shape[0]), int(crop_shape[1]))
         self.crop_is_random = crop_is_random
-        self.backbone = ResNet18(in_channels=c, norm=norm)
+        self.backbone = make_backbone(backbone, c, norm)
         fc, fh, fw = self.backbone.output_shape((c, h, w))
         self.keypoints = SpatialSoftmax(fc, fh, fw, num_keypoints)
         self.out = nn.Linear(2 * num_keypoints, feature_dim)

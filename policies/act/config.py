@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from policies.backbones import NORMS
+from policies.backbones import check_backbone_config
 from policies.config import PolicyConfig
 from policies.registry import register_config
 
@@ -25,7 +25,8 @@ class ACTConfig(PolicyConfig):
     n_action_steps: int = 100
     temporal_ensemble_coeff: Optional[float] = None  # the paper's m; LeRobot uses 0.01 (needs n_action_steps=1)
 
-    # Vision: ResNet-18 feature map tokens, one backbone shared by all cameras.
+    # Vision: backbone (vision_backbone) feature map tokens, one backbone shared by all cameras.
+    vision_backbone: str = "resnet18"  # or "resnet10_narrow" (lighter, for 96-128 px; no pretrained weights)
     backbone_norm: str = "batch"
     pretrained_backbone_weights: Optional[str] = None  # .safetensors/.pt ResNet-18 state dict, loaded by make_policy
 
@@ -59,8 +60,7 @@ class ACTConfig(PolicyConfig):
             raise ValueError(
                 f"ACTConfig.n_obs_steps must be 1 (ACT reads the current observation), got {self.n_obs_steps}"
             )
-        if self.backbone_norm not in NORMS:
-            raise ValueError(f"ACTConfig.backbone_norm must be one of {NORMS}, got {self.backbone_norm!r}")
+        check_backbone_config("ACTConfig", self.vision_backbone, self.backbone_norm, self.pretrained_backbone_weights)
         if self.feedforward_activation not in ACTIVATIONS:
             raise ValueError(
                 f"ACTConfig.feedforward_activation must be one of {ACTIVATIONS}, got {self.feedforward_activation!r}"

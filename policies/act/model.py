@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from policies.act.config import ACTConfig
-from policies.backbones import ResNet18, load_backbone_weights
+from policies.backbones import load_backbone_weights, make_backbone
 from policies.features import ENV_STATE_KEY, STATE_KEY
 from policies.interface import Policy
 from policies.registry import register_policy
@@ -210,8 +210,8 @@ class ACTNetwork(nn.Module):
         n_1d_tokens = 1 + (1 if state_dim else 0) + (1 if env_state_dim else 0)
         self.token_pos = nn.Embedding(n_1d_tokens, d)
         if camera_shapes:
-            self.backbone = ResNet18(in_channels=camera_shapes[0][0], norm=c.backbone_norm)
-            self.image_proj = nn.Conv2d(ResNet18.out_channels, d, 1)
+            self.backbone = make_backbone(c.vision_backbone, camera_shapes[0][0], c.backbone_norm)
+            self.image_proj = nn.Conv2d(self.backbone.out_channels, d, 1)
             for i, shape in enumerate(camera_shapes):
                 _, fh, fw = self.backbone.output_shape(shape)
                 self.register_buffer(f"image_pos_{i}", sine_embedding_2d(fh, fw, d)[None], persistent=False)

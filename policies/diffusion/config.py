@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from policies.backbones import NORMS
+from policies.backbones import check_backbone_config
 from policies.config import PolicyConfig
 from policies.registry import register_config
 from policies.features import ENV_STATE_KEY, STATE_KEY
@@ -37,7 +37,8 @@ class DiffusionConfig(PolicyConfig):
     # {"observation.environment_state": [2]}). The paper's low-dim Push-T observes block keypoints for the same reason.
     angle_inputs: dict[str, list[int]] = field(default_factory=dict)
 
-    # Vision: ResNet-18 -> spatial softmax keypoints -> linear, per camera (shared unless told otherwise).
+    # Vision: vision_backbone -> spatial softmax keypoints -> linear, per camera (shared unless told otherwise).
+    vision_backbone: str = "resnet18"  # or "resnet10_narrow" (lighter, for 96-128 px; no pretrained weights)
     backbone_norm: str = "group"
     pretrained_backbone_weights: Optional[str] = None
     crop_shape: Optional[list[int]] = None  # [h, w]; random crop in training, centre crop at inference
@@ -115,8 +116,7 @@ class DiffusionConfig(PolicyConfig):
             if key in self.input_features and max(dims) >= self.input_features[key][0]:
                 raise ValueError(f"{name}.angle_inputs[{key!r}] = {dims} indexes past the feature's "
                                  f"{self.input_features[key][0]} dimensions")
-        if self.backbone_norm not in NORMS:
-            raise ValueError(f"{name}.backbone_norm must be one of {NORMS}, got {self.backbone_norm!r}")
+        check_backbone_config(name, self.vision_backbone, self.backbone_norm, self.pretrained_backbone_weights)
         if self.crop_shape is not None and (len(self.crop_shape) != 2 or min(self.crop_shape) < 1):
             raise ValueError(f"{name}.crop_shape must be [height, width] or null, got {self.crop_shape}")
         if self.spatial_softmax_num_keypoints < 1 or self.image_feature_dim < 1:

@@ -54,7 +54,8 @@ class DiffusionNetwork(nn.Module):
 
         def encoder(shape: tuple[int, int, int]) -> ImageEncoder:
             return ImageEncoder(
-                shape, c.backbone_norm, c.spatial_softmax_num_keypoints, c.image_feature_dim, crop, c.crop_is_random
+                shape, c.backbone_norm, c.spatial_softmax_num_keypoints, c.image_feature_dim, crop, c.crop_is_random,
+                c.vision_backbone,
             )
 
         self.n_cameras = len(camera_shapes)

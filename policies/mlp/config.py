@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from policies.backbones import NORMS
+from policies.backbones import check_backbone_config
 from policies.config import PolicyConfig
 from policies.registry import register_config
 
@@ -27,7 +27,8 @@ class MLPConfig(PolicyConfig):
     dropout: float = 0.0
     loss: str = "l1"
 
-    # Cameras (optional): ResNet-18 -> spatial softmax keypoints -> linear, one encoder shared by all cameras.
+    # Cameras (optional): backbone (vision_backbone) -> spatial softmax keypoints -> linear, one shared encoder.
+    vision_backbone: str = "resnet18"  # or "resnet10_narrow" (lighter, for 96-128 px; no pretrained weights)
     backbone_norm: str = "group"
     pretrained_backbone_weights: Optional[str] = None
     crop_shape: Optional[list[int]] = None
@@ -53,7 +54,6 @@ class MLPConfig(PolicyConfig):
             raise ValueError(f"MLPConfig.loss must be one of {LOSSES}, got {self.loss!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"MLPConfig.dropout must be in [0, 1), got {self.dropout}")
-        if self.backbone_norm not in NORMS:
-            raise ValueError(f"MLPConfig.backbone_norm must be one of {NORMS}, got {self.backbone_norm!r}")
+        check_backbone_config("MLPConfig", self.vision_backbone, self.backbone_norm, self.pretrained_backbone_weights)
         if self.crop_shape is not None and (len(self.crop_shape) != 2 or min(self.crop_shape) < 1):
             raise ValueError(f"MLPConfig.crop_shape must be [height, width] or null, got {self.crop_shape}")

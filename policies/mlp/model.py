@@ -28,7 +28,7 @@ class MLPNetwork(nn.Module):
         if camera_shapes:
             self.image_encoder = ImageEncoder(
                 camera_shapes[0], c.backbone_norm, c.spatial_softmax_num_keypoints, c.image_feature_dim, crop,
-                c.crop_is_random,
+                c.crop_is_random, c.vision_backbone,
             )
         in_dim = c.n_obs_steps * (step_vector_dim + len(camera_shapes) * c.image_feature_dim)
         layers: list[nn.Module] = []
