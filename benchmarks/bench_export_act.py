@@ -4,6 +4,7 @@ Builds the default ACT for TransferCube (14 joints, cube pose; random weights an
 not depend on training), saves it as an imitation checkpoint, exports it with deploy.export (parity checked), then
 times one chunk (batch 1) both ways in the same run. Target (issue 6): onnxruntime <= 2 ms per chunk.
     python benchmarks/bench_export_act.py [--camera 96] [--output bundles/act_default --control-hz 500]
+    python benchmarks/bench_export_act.py --camera 96 --backbone resnet18 resnet10_narrow   # both, same run
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from policies.backbones import BACKBONES  # noqa: E402
+
 TARGET_MS = 2.0
+CAMERA_TARGET_MS = 8.0  # issue 18: ACT with one 96x96 camera, per chunk
 TRANSFER_CUBE = "cerebellum/TransferCube-v0"
 
 
 def default_act_checkpoint(run_dir: Path, camera: int, control_hz: float | None, n_action_steps: int | None,
-                           temporal_ensemble_coeff: float | None) -> Path:
+                           temporal_ensemble_coeff: float | None, backbone: str = "resnet18") -> Path:
     from policies.factory import make_policy
     from training.imitation.checkpoint import save_imitation_checkpoint
     from training.imitation.config import config_from_dict
@@ -44,6 +48,8 @@ def default_act_checkpoint(run_dir: Path, camera: int, control_hz: float | None,
             stats[key] = {"mean": rng.normal(0, 0.3, shape[0]).tolist(), "std": std.tolist(),
                           "min": (-3 * std).tolist(), "max": (3 * std).tolist()}
     policy_cfg: dict = {"type": "act"}  # the default config: dim 256, ff 1024, 4 enc / 1 dec layers, chunk 100
+    if camera:
+        policy_cfg["vision_backbone"] = backbone
     if n_action_steps is not None:
         policy_cfg["n_action_steps"] = n_action_steps
     if temporal_ensemble_coeff is not None:
@@ -75,7 +81,10 @@ def timed(fn, repeats: int, warmup: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--camera", type=int, default=0, help="add one camera of this size (ResNet-18 backbone)")
+    parser.add_argument("--camera", type=int, default=0, help="add one camera of this size")
+    parser.add_argument("--backbone", nargs="+", default=["resnet18"], choices=BACKBONES,
+                        help="with --camera: the vision backbone(s) to time, one after another in this run "
+                             "(e.g. --backbone resnet18 resnet10_narrow)")
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--no-optimize", action="store_true", help="export without the onnxscript optimizer")
@@ -84,7 +93,16 @@ def main() -> None:
     parser.add_argument("--n-action-steps", type=int, help="ACT n_action_steps (default: the config's 100)")
     parser.add_argument("--temporal-ensemble-coeff", type=float, help="ACT temporal ensembling (n_action_steps 1)")
     args = parser.parse_args()
+    if len(args.backbone) > 1 and args.output is not None:
+        parser.error("--output keeps one bundle: give a single --backbone with it")
+    if not args.camera and args.backbone != ["resnet18"]:
+        parser.error("--backbone needs --camera (the state-only ACT has no vision backbone)")
     torch.set_num_threads(1)
+    for backbone in args.backbone:
+        run_one(args, backbone)
+
+
+def run_one(args: argparse.Namespace, backbone: str) -> None:
 
     from deploy.export import ExportConfig, export_checkpoint
     from deploy.runtime import BundlePolicy
@@ -93,7 +111,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = default_act_checkpoint(Path(tmp) / "run", args.camera, args.control_hz, args.n_action_steps,
-                                      args.temporal_ensemble_coeff)
+                                      args.temporal_ensemble_coeff, backbone)
         out = args.output or Path(tmp) / "bundle"
         start = time.perf_counter()
         # An untrained policy with made-up statistics has no joint speeds to derive a velocity limit from.
@@ -126,7 +144,8 @@ def main() -> None:
 
         print(f"ACT default (dim {policy.config.dim_model}, ff {policy.config.dim_feedforward}, chunk "
               f"{policy.config.chunk_size}, {n_params:.1f}M params incl. training-only CVAE encoder), TransferCube "
-              f"dims, camera {args.camera or 'none'}; batch 1, one thread; torch {torch.__version__}, onnxruntime "
+              f"dims, camera {f'{args.camera} ({backbone})' if args.camera else 'none'}; batch 1, one thread; "
+              f"torch {torch.__version__}, onnxruntime "
               f"{ort.__version__}; load average {load:.2f} on {os.cpu_count()} CPUs")
         print(f"{'':28s} {'median':>9s} {'p90':>9s} {'cpu med':>9s}")
         for label, t in (("onnxruntime (bundle)", ort_t), ("torch eager (checkpoint)", torch_t),
@@ -137,7 +156,8 @@ def main() -> None:
               f"{torch_t['cpu_median'] / min(ort_t['cpu_median'], ort_again['cpu_median']):.2f}x cpu; "
               f"max |bundle - torch| on the timed input {diff:.2e}")
         if args.camera:
-            print(f"(the {TARGET_MS:g} ms target is for the state-only default ACT; this run adds a camera)")
+            print(f"(the {TARGET_MS:g} ms target is for the state-only default ACT; this run adds a camera; issue 18's "
+                  f"camera target is <= {CAMERA_TARGET_MS:g} ms -> {'MET' if best <= CAMERA_TARGET_MS else 'NOT MET'})")
         else:
             print(f"target onnxruntime <= {TARGET_MS:g} ms per chunk -> {'MET' if best <= TARGET_MS else 'NOT MET'} "
                   f"({best:.3f} ms median)")

@@ -1,4 +1,9 @@
-"""Per-chunk inference latency of the policies in torch: batch 1, one CPU thread, against the issue's targets."""
+"""Per-chunk inference latency of the policies in torch: batch 1, one CPU thread, against the issue's targets.
+
+--backbone NAME [NAME ...] adds, per vision backbone, ACT with one 96x96 camera (inference) and, with --train-step,
+the training-step throughput (forward + backward + AdamW step, batch 8, one thread) in image samples/s:
+    python benchmarks/bench_policy_inference.py --backbone resnet18 resnet10_narrow --train-step
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from policies import make_policy  # noqa: E402
+from policies.backbones import BACKBONES  # noqa: E402
 
 # Figures from the issue (LeRobot measured on this 2-core CPU, torch, batch 1, one thread).
 LEROBOT_ACT_STATE_MS = 22.0
@@ -66,11 +72,52 @@ def measure(policy, obs, repeats: int, warmup: int) -> dict[str, float]:
     return {"median": q(wall, 50), "p90": q(wall, 90), "cpu_median": q(cpu, 50), "cpu_p90": q(cpu, 90)}
 
 
+def measure_train_step(policy, batch_size: int, steps: int, warmup: int) -> dict[str, float]:
+    """Seconds per training step (compute_loss, backward, AdamW step) on one fixed random batch; samples/s from it."""
+    window = build_batch_window(policy, batch_size)
+    optimizer = torch.optim.AdamW(policy.optim_param_groups(), lr=1e-4)
+    policy.train()
+    wall, cpu = [], []
+    for i in range(warmup + steps):
+        w0, c0 = time.perf_counter(), time.thread_time()
+        loss, _ = policy.compute_loss(window)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if i >= warmup:
+            cpu.append(time.thread_time() - c0)
+            wall.append(time.perf_counter() - w0)
+    med = float(np.median(wall))
+    return {"median_ms": med * 1e3, "cpu_median_ms": float(np.median(cpu)) * 1e3, "samples_per_s": batch_size / med}
+
+
+def build_batch_window(policy, batch_size: int) -> dict[str, torch.Tensor]:
+    """A random training batch (uint8 frames, as the dataset loader gives them) for `policy`'s delta indices."""
+    g = torch.Generator().manual_seed(0)
+    n_obs = len(policy.observation_delta_indices)
+    batch = {}
+    for key, spec in policy.input_specs.items():
+        if spec.kind.value == "image":
+            batch[key] = torch.randint(0, 256, (batch_size, n_obs, *spec.shape), generator=g, dtype=torch.uint8)
+        else:
+            batch[key] = torch.randn(batch_size, n_obs, *spec.shape, generator=g)
+        batch[f"{key}_is_pad"] = torch.zeros(batch_size, n_obs, dtype=torch.bool)
+    n_act = len(policy.delta_indices()["action"])
+    batch["action"] = torch.randn(batch_size, n_act, TRANSFER_CUBE["action"], generator=g)
+    batch["action_is_pad"] = torch.zeros(batch_size, n_act, dtype=torch.bool)
+    return batch
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=100, help="timed calls per case (fewer for slow cases)")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--paper-size", action="store_true", help="also time the paper-size ACT and Diffusion UNet")
+    parser.add_argument("--backbone", nargs="+", choices=BACKBONES, default=[],
+                        help="also time ACT + one 96x96 camera with each of these vision backbones")
+    parser.add_argument("--train-step", action="store_true",
+                        help="with --backbone: also time ACT training steps at batch 8 (image samples/s)")
+    parser.add_argument("--train-steps", type=int, default=20, help="timed training steps per backbone")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -97,6 +144,11 @@ def main() -> None:
              "(paper size)", diffusion_ref),
         ]
 
+    for backbone in args.backbone:
+        cases.append((f"ACT default, state + one 96x96 camera, {backbone}",
+                      ("act", TRANSFER_CUBE, 96, {"vision_backbone": backbone}), max(args.repeats // 4, 5),
+                      "(no target)", ""))
+
     load_before = os.getloadavg()
     cpu = platform.processor() or platform.machine()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread, {cpu}, {os.cpu_count()} CPUs, "
@@ -111,6 +163,13 @@ def main() -> None:
         figures = f"{r['median']:7.2f}ms {r['p90']:7.2f}ms {r['cpu_median']:7.2f}ms {r['cpu_p90']:7.2f}ms"
         extra = f"[chunk {policy.chunk_length}, {n_params:.1f}M params, n={repeats}]"
         print(f"{title:58s} {figures}  {target} {reference} {extra}", flush=True)
+    if args.train_step:
+        for backbone in args.backbone or ["resnet18"]:
+            policy, _ = build("act", TRANSFER_CUBE, 96, vision_backbone=backbone)
+            r = measure_train_step(policy, 8, args.train_steps, warmup=3)
+            print(f"ACT training step, batch 8, one 96x96 camera, {backbone:16s} {r['median_ms']:8.1f}ms/step "
+                  f"(cpu {r['cpu_median_ms']:.1f} ms) -> {r['samples_per_s']:.1f} image samples/s "
+                  f"[n={args.train_steps}]", flush=True)
     load_after = os.getloadavg()
     print(f"load average after: {load_after[0]:.2f} (figures taken on a shared machine inflate with load; "
           "'cpu' columns count only this thread's CPU time)")
