@@ -48,28 +48,27 @@ class BasicBlock(nn.Module):
         return self.relu(out + identity)
 
 
-class ResNet18(nn.Module):
-    """ResNet-18 feature extractor ([2, 2, 2, 2] BasicBlocks), returning the last feature map (B, 512, H/32, W/32).
+class ResNet(nn.Module):
+    """A ResNet feature extractor of BasicBlocks: 7x7 stem, max-pool, four stages (the last three stride 2), returning
+    the last feature map (B, widths[-1], H/32, W/32). Module names follow the common layout (conv1, bn1, layer1..4)."""
 
-    Module names follow the common ResNet-18 layout (conv1, bn1, layer1..layer4) so that a converted ImageNet
-    state dict loads with `load_backbone_weights`; the classifier head is left out.
-    """
-
-    out_channels = 512
+    widths: tuple[int, int, int, int]
+    blocks_per_stage: int
 
     def __init__(self, in_channels: int = 3, norm: str = "batch"):
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f"unknown backbone norm {norm!r}; expected one of {NORMS}")
-        self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = make_norm(norm, 64)
+        stem = self.widths[0]
+        self.conv1 = nn.Conv2d(in_channels, stem, 7, stride=2, padding=3, bias=False)
+        self.bn1 = make_norm(norm, stem)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        widths = (64, 128, 256, 512)
-        layers, in_ch = [], 64
-        for i, width in enumerate(widths):
-            stride = 1 if i == 0 else 2
-            layers.append(nn.Sequential(BasicBlock(in_ch, width, stride, norm), BasicBlock(width, width, 1, norm)))
+        layers, in_ch = [], stem
+        for i, width in enumerate(self.widths):
+            blocks = [BasicBlock(in_ch, width, 1 if i == 0 else 2, norm)]
+            blocks += [BasicBlock(width, width, 1, norm) for _ in range(self.blocks_per_stage - 1)]
+            layers.append(nn.Sequential(*blocks))
             in_ch = width
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         for m in self.modules():
@@ -88,50 +87,27 @@ class ResNet18(nn.Module):
         return (self.out_channels, h, w)
 
 
-class ResNet10Narrow(nn.Module):
-    """A lighter ResNet for 96-128 px cameras: ResNet-10 depth ([1, 1, 1, 1] BasicBlocks) at half width (32..256).
+class ResNet18(ResNet):
+    """ResNet-18 ([2, 2, 2, 2] blocks, 64..512 wide): a converted ImageNet state dict loads with
+    `load_backbone_weights` (the classifier head is left out)."""
 
-    Why this shape: it keeps ResNet-18's stem, stage strides and residual blocks -- a well-known, export-friendly
-    layout whose feature map is the same (B, C, H/32, W/32) grid, so ACT's image tokens and positional embeddings and
-    the spatial-softmax head work unchanged -- while one block per stage halves the depth and half width cuts each
-    convolution's cost about 4x, about 1/8 of ResNet-18's multiply-adds and 1/9 of its parameters (1.2 M vs 11.2 M)
-    overall. At 96x96 the image has little detail for ResNet-18's 512 channels to use. No ImageNet weights exist for
-    it, so it is trained from scratch (pretrained_backbone_weights is refused by the configs).
-    """
+    widths = (64, 128, 256, 512)
+    blocks_per_stage = 2
+    out_channels = 512
 
+
+class ResNet10Narrow(ResNet):
+    """A lighter ResNet for 96-128 px cameras: one block per stage at half width (32..256), about 1/8 of ResNet-18's
+    multiply-adds and 1/9 of its parameters. The same stem, strides and (H/32, W/32) grid keep ACT's image tokens and
+    the spatial-softmax head unchanged; at 96 px there is little detail for 512 channels. Trained from scratch (no
+    ImageNet weights exist for it)."""
+
+    widths = (32, 64, 128, 256)
+    blocks_per_stage = 1
     out_channels = 256
 
-    def __init__(self, in_channels: int = 3, norm: str = "batch"):
-        super().__init__()
-        if norm not in NORMS:
-            raise ValueError(f"unknown backbone norm {norm!r}; expected one of {NORMS}")
-        self.conv1 = nn.Conv2d(in_channels, 32, 7, stride=2, padding=3, bias=False)
-        self.bn1 = make_norm(norm, 32)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        widths = (32, 64, 128, 256)
-        layers, in_ch = [], 32
-        for i, width in enumerate(widths):
-            layers.append(BasicBlock(in_ch, width, 1 if i == 0 else 2, norm))
-            in_ch = width
-        self.layer1, self.layer2, self.layer3, self.layer4 = layers
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
-
-    def output_shape(self, image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
-        """(C, h, w) of the feature map for a (C, H, W) input: the same five halvings as ResNet-18."""
-        _, h, w = image_shape
-        for _ in range(5):
-            h, w = (h + 1) // 2, (w + 1) // 2
-        return (self.out_channels, h, w)
-
-
-def make_backbone(name: str, in_channels: int, norm: str) -> ResNet18 | ResNet10Narrow:
+def make_backbone(name: str, in_channels: int, norm: str) -> ResNet:
     """The image backbone a config's `vision_backbone` names."""
     if name == "resnet18":
         return ResNet18(in_channels=in_channels, norm=norm)
