@@ -46,15 +46,19 @@ def build(name: str, dims: dict, camera: int | None = None, **overrides):
         features["observation.images.top"] = [3, camera, camera]
         stats["observation.images.top"] = {"mean": [[[0.5]]] * 3, "std": [[[0.25]]] * 3}
     policy = make_policy({"type": name, **overrides}, features, stats).eval()
-    g = torch.Generator().manual_seed(0)
+    return policy, random_observations(policy, 1, torch.Generator().manual_seed(0))
+
+
+def random_observations(policy, batch_size: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """One random observation window per batch row: uint8 frames (as the dataset loader and cameras give them)."""
     n_obs = policy.config.n_obs_steps
     obs = {}
     for key, spec in policy.input_specs.items():
         if spec.kind.value == "image":
-            obs[key] = torch.randint(0, 256, (1, n_obs, *spec.shape), generator=g, dtype=torch.uint8)
+            obs[key] = torch.randint(0, 256, (batch_size, n_obs, *spec.shape), generator=g, dtype=torch.uint8)
         else:
-            obs[key] = torch.randn(1, n_obs, *spec.shape, generator=g)
-    return policy, obs
+            obs[key] = torch.randn(batch_size, n_obs, *spec.shape, generator=g)
+    return obs
 
 
 def measure(policy, obs, repeats: int, warmup: int) -> dict[str, float]:
@@ -94,14 +98,9 @@ def measure_train_step(policy, batch_size: int, steps: int, warmup: int) -> dict
 def build_batch_window(policy, batch_size: int) -> dict[str, torch.Tensor]:
     """A random training batch (uint8 frames, as the dataset loader gives them) for `policy`'s delta indices."""
     g = torch.Generator().manual_seed(0)
-    n_obs = len(policy.observation_delta_indices)
-    batch = {}
-    for key, spec in policy.input_specs.items():
-        if spec.kind.value == "image":
-            batch[key] = torch.randint(0, 256, (batch_size, n_obs, *spec.shape), generator=g, dtype=torch.uint8)
-        else:
-            batch[key] = torch.randn(batch_size, n_obs, *spec.shape, generator=g)
-        batch[f"{key}_is_pad"] = torch.zeros(batch_size, n_obs, dtype=torch.bool)
+    batch = random_observations(policy, batch_size, g)
+    n_obs = policy.config.n_obs_steps
+    batch.update({f"{key}_is_pad": torch.zeros(batch_size, n_obs, dtype=torch.bool) for key in policy.input_specs})
     n_act = len(policy.delta_indices()["action"])
     batch["action"] = torch.randn(batch_size, n_act, TRANSFER_CUBE["action"], generator=g)
     batch["action_is_pad"] = torch.zeros(batch_size, n_act, dtype=torch.bool)
