@@ -54,6 +54,38 @@ def codec_name(encoder: str) -> str:
     return _CODEC_NAMES.get(encoder, encoder)
 
 
+def realtime_threads() -> set[int]:
+    """Ids of this process's threads that run under a real-time policy (SCHED_FIFO / SCHED_RR); empty off Linux."""
+    tasks = Path("/proc/self/task")
+    if not hasattr(os, "sched_getscheduler") or not tasks.is_dir():
+        return set()
+    found = set()
+    for task in tasks.iterdir():
+        try:
+            if os.sched_getscheduler(int(task.name)) in (os.SCHED_FIFO, os.SCHED_RR):
+                found.add(int(task.name))
+        except (ValueError, ProcessLookupError, PermissionError):
+            continue  # a thread that ended meanwhile
+    return found
+
+
+def demote_realtime_threads(keep: set[int] = frozenset()) -> int:
+    """Put this process's real-time threads, except those in `keep`, back to the normal time-sharing policy; returns
+    how many were demoted.
+
+    Run as root, SVT-AV1 starts its encoder threads (and leaves the calling thread) at SCHED_FIFO priority 99. A
+    recorder at that priority starves every other process on the machine, a robot computer's control loop included.
+    Threads that were real-time before the encoder started (a user's `chrt`) are kept as they were."""
+    demoted = 0
+    for tid in realtime_threads() - set(keep):
+        try:
+            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+            demoted += 1
+        except (ProcessLookupError, PermissionError):
+            continue
+    return demoted
+
+
 class VideoStreamWriter:
     """Appends uint8 (T, H, W, 3) frames to one mp4 at a constant frame rate (pts = frame number / fps)."""
 
@@ -71,6 +103,7 @@ class VideoStreamWriter:
         if self.encoder == "libx264":
             options["preset"] = "veryfast"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._realtime_before = realtime_threads()
         self.container = av.open(str(self.path), "w", format="mp4")
         self.stream = self.container.add_stream(self.encoder, rate=int(fps), options=options)
         self.stream.width, self.stream.height = width, height
@@ -90,6 +123,7 @@ class VideoStreamWriter:
             for packet in self.stream.encode(vf):
                 self.container.mux(packet)
             self.frames += 1
+        demote_realtime_threads(keep=self._realtime_before)  # the encoder starts its threads on the first frames
 
     def close(self) -> None:
         for packet in self.stream.encode():
