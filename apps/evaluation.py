@@ -11,12 +11,14 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from omegaconf import MISSING
 
 from apps import closed_loop
 from apps.closed_loop import BundleRunConfig
+from envs.config import EnvConfig
+from envs.randomization import DomainRandomizationConfig
 from training.checkpoints import META_FILE, resolve_checkpoint
 from training.devices import check_device
 from training.evaluation import EvaluationResult, LoadedPolicy, evaluate, make_eval_envs, write_results
@@ -24,6 +26,7 @@ from training.imitation import checkpoint as imitation_checkpoint
 from training.rl import checkpoint as rl_checkpoint
 
 BUNDLE_MANIFEST = "manifest.json"
+RANDOMIZATION_CHOICES = (None, True, False, "visual")
 
 # kind -> loader(path, device) returning a LoadedPolicy ("bundle" also takes how it runs: a BundleRunConfig).
 LOADERS: dict[str, Callable[..., LoadedPolicy]] = {
@@ -47,8 +50,9 @@ class EvaluateConfig:
     video_episodes: int = 2
     # None: the Hydra run directory.
     output_dir: Optional[str] = None
-    # None: as trained; true/false switches the env's domain randomization on/off for this evaluation.
-    randomization: Optional[bool] = None
+    # None: as trained; true/false switches the env's domain randomization (its trained ranges) on/off for this
+    # evaluation; "visual": camera pose, lights and colours only, physics nominal (DomainRandomizationConfig.visual_only).
+    randomization: Optional[Any] = None
     device: str = "cpu"
     progress: bool = True  # finished episodes: a bar on a terminal, a plain line every 30 s elsewhere
     # Exported bundles only (ignored for checkpoints): how ChunkRunner runs in closed loop.
@@ -65,8 +69,20 @@ class EvaluateConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.video_episodes < 0:
             raise ValueError(f"video_episodes must be >= 0, got {self.video_episodes}")
+        if self.randomization not in RANDOMIZATION_CHOICES:
+            raise ValueError(f"randomization must be one of null (as trained), true, false or 'visual', got "
+                             f"{self.randomization!r}")
         if self.output_dir is not None and Path(self.output_dir).exists() and not Path(self.output_dir).is_dir():
             raise ValueError(f"output_dir={self.output_dir!r} is a file, not a directory")
+
+
+def with_randomization(env: EnvConfig, choice: Any) -> EnvConfig:
+    """The env config with an evaluation's `randomization` choice applied (see EvaluateConfig.randomization)."""
+    if choice is None:
+        return env
+    if choice == "visual":
+        return dataclasses.replace(env, randomization=DomainRandomizationConfig.visual_only())
+    return dataclasses.replace(env, randomization=dataclasses.replace(env.randomization, enabled=bool(choice)))
 
 
 def detect_kind(path: str | Path) -> str:
@@ -124,8 +140,7 @@ def evaluate_checkpoint(cfg: EvaluateConfig, output_dir: str | Path, loaded: Loa
     if loaded is None:
         loaded = load_for_evaluation(cfg.checkpoint, cfg.device, cfg.bundle)
     env = loaded.env
-    if cfg.randomization is not None:
-        env = dataclasses.replace(env, randomization=dataclasses.replace(env.randomization, enabled=cfg.randomization))
+    env = with_randomization(env, cfg.randomization)
     output_dir = Path(output_dir)
     envs = make_eval_envs(env, cfg.n_envs, cfg.async_envs)
     policy = None

@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from apps.evaluation import EvaluateConfig, evaluate_checkpoint
 from apps.recording import CollectConfig, collect
@@ -48,6 +48,11 @@ class PipelineConfig:
     seed: int = 0
     torch_threads: Optional[int] = None  # None: one thread per idle core
     output_dir: str = "outputs/quickstart"
+    # A camera name (e.g. front): record it, and train a policy that reads only the arm's joints and this camera,
+    # never the object pose (configs/variant/pixels.yaml). null: state observations.
+    camera: Optional[str] = None
+    image_size: List[int] = field(default_factory=lambda: [96, 96])  # (height, width) of the camera
+    max_episode_steps: Optional[int] = None  # null: the task's default episode length
 
     def validate(self) -> None:
         """The config of every stage (collect, train, evaluate, export) is built and checked here, so a bad value
@@ -57,6 +62,10 @@ class PipelineConfig:
                 raise ValueError(f"quickstart: {name} must be >= 1, got {getattr(self, name)}")
         if self.video_episodes < 0:
             raise ValueError(f"quickstart: video_episodes must be >= 0, got {self.video_episodes}")
+        if self.max_episode_steps is not None and self.max_episode_steps < 1:
+            raise ValueError(f"quickstart: max_episode_steps must be >= 1 or null, got {self.max_episode_steps}")
+        if len(self.image_size) != 2 or min(self.image_size) < 8:
+            raise ValueError(f"quickstart: image_size must be [height, width], each >= 8, got {list(self.image_size)}")
         if self.torch_threads is not None and self.torch_threads < 1:
             raise ValueError(f"quickstart: torch_threads must be >= 1 or null, got {self.torch_threads}")
         if "type" not in self.policy:
@@ -97,13 +106,41 @@ class PipelineResult:
                 f"  time: {stages}")
 
 
+def _env_options(cfg: PipelineConfig) -> Dict[str, Any]:
+    """The env options every stage shares (recording, training's env config, evaluation of the checkpoint)."""
+    options: Dict[str, Any] = {}
+    if cfg.camera is not None:
+        # state_pixels: the expert needs the object pose to act; the policy is given only joints and the camera.
+        options.update(obs_mode="state_pixels", cameras=[cfg.camera], image_size=list(cfg.image_size))
+    if cfg.max_episode_steps is not None:
+        options["max_episode_steps"] = cfg.max_episode_steps
+    return options
+
+
 def _collect_config(cfg: PipelineConfig, data: Path) -> CollectConfig:
-    return CollectConfig(env_id=cfg.env_id, n_episodes=cfg.demos, output_dir=str(data), seed=cfg.seed, progress=True)
+    return CollectConfig(env_id=cfg.env_id, env_kwargs=_env_options(cfg), n_episodes=cfg.demos,
+                         cameras=[cfg.camera] if cfg.camera else [], output_dir=str(data), seed=cfg.seed,
+                         progress=True)
+
+
+def _policy_config(cfg: PipelineConfig, data: Path) -> Dict[str, Any]:
+    """cfg.policy; with a camera, its inputs are the joints and that camera (shapes from the recorded dataset, once
+    it exists: before recording, the other fields are checked alone)."""
+    policy = dict(cfg.policy)
+    info = data / "meta" / "info.json"
+    if cfg.camera is not None and info.is_file() and not policy.get("input_features"):
+        features = json.loads(info.read_text())["features"]
+        image_key = f"observation.images.{cfg.camera}"
+        h, w, c = features[image_key]["shape"]
+        policy["input_features"] = {"observation.state": list(features["observation.state"]["shape"]),
+                                    image_key: [c, h, w]}
+    return policy
 
 
 def _train_config(cfg: PipelineConfig, data: Path):
     return config_from_dict({
-        "env": {"id": cfg.env_id}, "policy": dict(cfg.policy), "dataset": {"root": str(data)},
+        "env": {"id": cfg.env_id, **_env_options(cfg)}, "policy": _policy_config(cfg, data),
+        "dataset": {"root": str(data)},
         "steps": cfg.steps, "batch_size": cfg.batch_size, "seed": cfg.seed, "torch_threads": cfg.torch_threads,
         "optim": {"warmup_steps": min(500, cfg.steps // 10)},
         "eval": {"final_episodes": 0}, "checkpoint": {"every_steps": max(1, cfg.steps // 4), "keep_last": 1},
@@ -151,7 +188,9 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> PipelineResult:
     data = out / "data"
     collected = collect(_collect_config(cfg, data))
     seconds["collect"] = time.perf_counter() - start
-    log(f"[1/5] demos: {collected.episodes} expert episodes of {cfg.env_id} in {data}")
+    expert = (f" (the expert succeeded in {collected.successes}/{collected.attempts} rollouts)"
+              if collected.attempts else "")
+    log(f"[1/5] demos: {collected.episodes} expert episodes of {cfg.env_id} in {data}{expert}")
 
     start = time.perf_counter()
     train_cfg = _train_config(cfg, data)

@@ -71,6 +71,15 @@ class DomainRandomizationConfig:
                                                reason=reason))
 
     @classmethod
+    def visual_only(cls) -> "DomainRandomizationConfig":
+        """Camera pose, light intensity and colours randomized, physics nominal (every scale 1, no action delay, no
+        observation noise): the preset for camera policies. configs/env/randomization/visual.yaml mirrors it."""
+        return cls(enabled=True, friction_scale=(1.0, 1.0), object_mass_scale=(1.0, 1.0),
+                   object_size_scale=(1.0, 1.0), joint_damping_scale=(1.0, 1.0), armature_scale=(1.0, 1.0),
+                   actuator_gain_scale=(1.0, 1.0), action_delay_steps=(0, 0), agent_pos_noise_std=0.0,
+                   environment_state_noise_std=0.0)
+
+    @classmethod
     def from_any(cls, value: "DomainRandomizationConfig | Mapping[str, Any] | bool | None") -> "DomainRandomizationConfig":
         """Accept a config, a mapping (e.g. a Hydra DictConfig), True (defaults on) or None/False (off)."""
         if value is None or value is False or (isinstance(value, np.bool_) and not value):

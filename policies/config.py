@@ -34,6 +34,10 @@ class PolicyConfig:
     # Per-policy optimizer defaults a trainer may use (AdamW); see Policy.optim_param_groups.
     optimizer_lr: float = 1e-4
     optimizer_weight_decay: float = 1e-4
+    # Camera augmentation in training only (policies.augmentation; inference and export see the frames unchanged):
+    # random shift by up to image_shift pixels, and brightness/contrast/saturation factors in [1 - j, 1 + j].
+    image_shift: int = 0
+    image_color_jitter: float = 0.0
 
     family: ClassVar[str]  # set by policies.registry.register_config
 
@@ -83,6 +87,11 @@ class PolicyConfig:
                 f"{name}: temporal ensembling (temporal_ensemble_coeff={self.temporal_ensemble_coeff}) predicts a "
                 f"chunk every step, so n_action_steps must be 1, got {self.n_action_steps}"
             )
+        if self.image_shift < 0:
+            raise ValueError(f"{name}.image_shift must be >= 0 pixels, got {self.image_shift}")
+        if not 0.0 <= self.image_color_jitter < 1.0:
+            raise ValueError(f"{name}.image_color_jitter must be in [0, 1) (a factor range 1 +- j), got "
+                             f"{self.image_color_jitter}")
         if self.optimizer_lr <= 0 or self.optimizer_weight_decay < 0:
             raise ValueError(f"{name}: optimizer_lr must be > 0 and optimizer_weight_decay >= 0, got "
                              f"{self.optimizer_lr} and {self.optimizer_weight_decay}")

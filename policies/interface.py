@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from policies.augmentation import color_jitter, random_shift
 from policies.config import PolicyConfig
 from policies.features import ACTION_KEY, ENV_STATE_KEY, STATE_KEY, FeatureKind, FeatureSpec, specs_from_shapes
 from policies.normalization import Normalizer
@@ -115,6 +116,8 @@ class Policy(nn.Module, abc.ABC):
                 )
             if spec.kind is FeatureKind.IMAGE:
                 x = to_float_image(x)
+                if self.training:
+                    x = color_jitter(random_shift(x, self.config.image_shift), self.config.image_color_jitter)
             elif not x.is_floating_point():
                 x = x.to(torch.float32)
             out[key] = x

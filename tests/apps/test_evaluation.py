@@ -66,3 +66,20 @@ def test_kinds_are_read_from_the_path_and_bundle_settings_checked_only_for_bundl
     with pytest.raises(ValueError, match="set bundle.mode=async"):
         check_evaluation_inputs(EvaluateConfig(checkpoint=str(tmp_path / "bundle"), bundle=bad_run))
     assert EvaluateConfig(checkpoint="x", bundle={"mode": "async"}).bundle == BundleRunConfig(mode="async")
+
+
+def test_randomization_choice_visual_randomizes_only_what_a_camera_sees():
+    from apps.evaluation import with_randomization
+    from envs.randomization import DomainRandomizationConfig
+
+    plain = EnvConfig(id="cerebellum/PickCube-v0")
+    visual = with_randomization(plain, "visual").randomization
+    assert visual == DomainRandomizationConfig.visual_only() and visual.enabled
+    assert visual.friction_scale == (1.0, 1.0) and visual.action_delay_steps == (0, 0)
+    assert visual.agent_pos_noise_std == 0.0 and visual.camera_rot_std_deg > 0 and visual.color_jitter > 0
+    assert with_randomization(plain, None) is plain
+    assert with_randomization(plain, True).randomization.enabled
+    assert with_randomization(plain, True).randomization.friction_scale == plain.randomization.friction_scale
+    with pytest.raises(ValueError, match=r"randomization must be one of null \(as trained\), true, false or 'visual', "
+                                         r"got 'visible'"):
+        EvaluateConfig(checkpoint="x", randomization="visible")

@@ -79,3 +79,38 @@ def test_quickstart_yaml_mirrors_the_dataclass_and_refuses_typos():
     defaults = PipelineConfig()
     assert (cfg.env_id, cfg.demos, cfg.policy, cfg.eval_episodes) == (
         defaults.env_id, defaults.demos, defaults.policy, defaults.eval_episodes)
+
+
+def test_pixel_variant_composes_to_a_camera_pipeline():
+    """`+variant=pixels` is one switch: a camera, a camera backbone, and its own output directory."""
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    ConfigStore.instance().store(name="quickstart_schema", node=PipelineConfig)
+    configs = str(Path(__file__).resolve().parents[2] / "configs")
+    with initialize_config_dir(config_dir=configs, version_base="1.3"):
+        cfg = OmegaConf.to_object(compose("quickstart", overrides=["+variant=pixels"]))
+    assert cfg.camera == "front" and cfg.policy["vision_backbone"] == "cnn_small"
+    assert cfg.policy["dim_model"] == PipelineConfig().policy["dim_model"]  # the variant adds to the default policy
+    assert cfg.output_dir != PipelineConfig().output_dir
+    cfg.validate()
+
+
+@pytest.mark.slow
+def test_pixel_pipeline_trains_on_joints_and_the_camera_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    policy = {**PipelineConfig().policy, "vision_backbone": "cnn_small", "backbone_norm": "group", "image_shift": 2}
+    result = run_pipeline(tiny(tmp_path, camera="front", image_size=[32, 32], max_episode_steps=60, policy=policy),
+                          log=lambda line: None)
+    out = tmp_path / "qs"
+    info = json.loads((out / "data" / "meta" / "info.json").read_text())
+    assert info["features"]["observation.images.front"]["shape"] == [32, 32, 3]
+    manifest = json.loads((out / "bundle" / "manifest.json").read_text())
+    inputs = sorted(spec["key"] for spec in manifest["observation"])
+    assert inputs == ["observation.images.front", "observation.state"]  # never the cube pose
+    episodes = json.loads((out / "eval" / "results.json").read_text())["per_episode"]
+    assert all(e["length"] <= 60 for e in episodes)
+    assert result.same_outcomes == result.episodes

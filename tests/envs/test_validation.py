@@ -77,3 +77,14 @@ def test_randomization_config_normalises_valid_values_and_names_bad_ones():
     with pytest.raises(ValueError, match="did you mean 'armature_scale'"):
         DomainRandomizationConfig.from_any({"armature_scal": [1, 1]})
     assert DomainRandomizationConfig.from_any(np.bool_(False)).enabled is False
+
+
+def test_visual_preset_yaml_mirrors_visual_only():
+    """configs/env/randomization/visual.yaml (`+env/randomization=visual`) is DomainRandomizationConfig.visual_only()."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "env" / "randomization" / "visual.yaml"
+    preset = DomainRandomizationConfig.from_any(yaml.safe_load(path.read_text()))
+    assert preset == DomainRandomizationConfig.visual_only()

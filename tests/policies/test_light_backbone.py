@@ -1,5 +1,5 @@
-"""The lighter vision backbone (resnet10_narrow) selected with `vision_backbone`: shapes, size, a training step, config
-validation, old configs without the field, and ONNX export parity of a 96x96 camera ACT."""
+"""The lighter vision backbones (resnet10_narrow, cnn_small) selected with `vision_backbone`: shapes, size, a training
+step, config validation, old configs without the field, and ONNX export parity of a 96x96 camera ACT."""
 
 import json
 
@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from policies import load_policy, make_policy, save_policy
-from policies.backbones import BACKBONES, ImageEncoder, ResNet10Narrow, ResNet18, make_backbone
+from policies.backbones import BACKBONES, ImageEncoder, ResNet10Narrow, ResNet18, SmallCNN, make_backbone
 from policies.factory import CONFIG_FILE, config_from_dict
 
 from .synthetic import TINY, image_stats, random_observation_window
 
 LIGHT = "resnet10_narrow"
+LIGHT_BACKBONES = {"resnet10_narrow": ResNet10Narrow, "cnn_small": SmallCNN}
 
 
 def camera_stats() -> dict:
@@ -39,6 +40,25 @@ def test_light_backbone_feature_map_matches_resnet18_grid(shape, norm):
     assert out.shape[1] == ResNet10Narrow.out_channels == 256
 
 
+@pytest.mark.parametrize("norm", ["batch", "group"])
+@pytest.mark.parametrize("shape", [(3, 96, 96), (3, 84, 84), (3, 64, 80), (1, 33, 47)])
+def test_small_cnn_gives_a_sixteenth_resolution_grid(shape, norm):
+    net = SmallCNN(in_channels=shape[0], norm=norm).eval()
+    with torch.no_grad():
+        out = net(torch.rand(2, *shape))
+    assert tuple(out.shape[1:]) == net.output_shape(shape)
+    assert net.output_shape((3, 96, 96)) == (128, 6, 6)  # 36 ACT image tokens at 96 px
+
+
+def test_small_cnn_is_a_fraction_of_the_resnets():
+    small = sum(p.numel() for p in SmallCNN().parameters())
+    assert small == 97_680
+    assert small < 0.1 * sum(p.numel() for p in ResNet10Narrow().parameters())
+    assert type(make_backbone("cnn_small", 3, "group")) is SmallCNN
+    with pytest.raises(ValueError, match="unknown backbone norm 'layer'"):
+        SmallCNN(norm="layer")
+
+
 def test_light_backbone_is_a_fraction_of_resnet18():
     light, heavy = ResNet10Narrow(), ResNet18()
     n_light = sum(p.numel() for p in light.parameters())
@@ -56,13 +76,16 @@ def test_light_backbone_is_a_fraction_of_resnet18():
     assert encoder(torch.rand(2, 3, 96, 96)).shape == (2, 16)
 
 
+@pytest.mark.parametrize("backbone", sorted(LIGHT_BACKBONES))
 @pytest.mark.parametrize("name", ["act", "diffusion", "mlp"])
-def test_every_family_builds_and_trains_a_step_with_the_light_backbone(name):
+def test_every_family_builds_and_trains_a_step_with_the_light_backbone(name, backbone):
     torch.manual_seed(0)
-    policy = make_policy({"type": name, **TINY[name], "vision_backbone": LIGHT}, camera_features(64), camera_stats())
+    cls = LIGHT_BACKBONES[backbone]
+    policy = make_policy({"type": name, **TINY[name], "vision_backbone": backbone}, camera_features(64),
+                         camera_stats())
     # (64 px: a 2x2 feature map; at 32 px the spatial softmax sees one cell and passes no gradient back)
-    backbones = [m for m in policy.modules() if isinstance(m, (ResNet10Narrow, ResNet18))]
-    assert backbones and all(type(m) is ResNet10Narrow for m in backbones)
+    backbones = [m for m in policy.modules() if isinstance(m, (ResNet10Narrow, ResNet18, SmallCNN))]
+    assert backbones and all(type(m) is cls for m in backbones)
     n_obs = len(policy.observation_delta_indices)
     batch = random_observation_window(policy, 4)
     for key in list(batch):
@@ -72,8 +95,9 @@ def test_every_family_builds_and_trains_a_step_with_the_light_backbone(name):
     batch["action_is_pad"] = torch.zeros(4, n_act, dtype=torch.bool)
     policy.train()
     optimizer = torch.optim.AdamW(policy.optim_param_groups(), lr=1e-3)
-    trained = [m for n, m in policy.named_modules() if isinstance(m, ResNet10Narrow) and "ema" not in n]
-    conv = trained[0].conv1.weight  # (diffusion: the live network's, not its EMA copy)
+    trained = [m for n, m in policy.named_modules() if isinstance(m, cls) and "ema" not in n]
+    # The first convolution (diffusion: the live network's, not its EMA copy).
+    conv = next(m for m in trained[0].modules() if isinstance(m, torch.nn.Conv2d)).weight
     before = conv.detach().clone()
     loss, _ = policy.compute_loss(batch)
     optimizer.zero_grad()
@@ -91,8 +115,8 @@ def test_every_family_builds_and_trains_a_step_with_the_light_backbone(name):
 def test_config_validation_of_the_backbone_fields(name, tmp_path):
     assert config_from_dict({"type": name}).vision_backbone == "resnet18"  # the default: nothing existing moves
     assert config_from_dict({"type": name, "vision_backbone": LIGHT}).vision_backbone == LIGHT
-    with pytest.raises(ValueError, match=r"vision_backbone must be one of \('resnet18', 'resnet10_narrow'\), "
-                                         r"got 'resnet50'"):
+    with pytest.raises(ValueError, match=r"vision_backbone must be one of \('resnet18', 'resnet10_narrow', "
+                                         r"'cnn_small'\), got 'resnet50'"):
         config_from_dict({"type": name, "vision_backbone": "resnet50"})
     with pytest.raises(ValueError, match="backbone_norm must be one of"):
         config_from_dict({"type": name, "vision_backbone": LIGHT, "backbone_norm": "instance"})
@@ -121,12 +145,13 @@ def test_a_saved_policy_whose_config_predates_the_field_loads_as_resnet18(name, 
 
 
 @pytest.mark.slow
-def test_light_backbone_act_with_a_96x96_camera_exports_to_onnx_with_parity(tmp_path):
+@pytest.mark.parametrize("backbone", sorted(LIGHT_BACKBONES))
+def test_light_backbone_act_with_a_96x96_camera_exports_to_onnx_with_parity(tmp_path, backbone):
     from deploy.export import ExportConfig, export_checkpoint
     from tests.deploy.export_factory import imitation_checkpoint
     from tests.deploy.test_export_imitation import assert_parity
 
-    ckpt = imitation_checkpoint(tmp_path / "run", "act", pixels=True, image_size=96, vision_backbone=LIGHT)
+    ckpt = imitation_checkpoint(tmp_path / "run", "act", pixels=True, image_size=96, vision_backbone=backbone)
     result = export_checkpoint(ExportConfig(checkpoint=str(ckpt), output=str(tmp_path / "bundle"), optimize=False,
                                             parity_samples=3))
     assert result.parity.passed
