@@ -53,6 +53,7 @@ class PipelineConfig:
     camera: Optional[str] = None
     image_size: List[int] = field(default_factory=lambda: [96, 96])  # (height, width) of the camera
     max_episode_steps: Optional[int] = None  # null: the task's default episode length
+    env_kwargs: Dict[str, Any] = field(default_factory=dict)  # the task's constructor options (env.kwargs)
 
     def validate(self) -> None:
         """The config of every stage (collect, train, evaluate, export) is built and checked here, so a bad value
@@ -117,8 +118,12 @@ def _env_options(cfg: PipelineConfig) -> Dict[str, Any]:
     return options
 
 
+def _collect_env_kwargs(cfg: PipelineConfig) -> Dict[str, Any]:
+    return {**_env_options(cfg), **dict(cfg.env_kwargs)}
+
+
 def _collect_config(cfg: PipelineConfig, data: Path) -> CollectConfig:
-    return CollectConfig(env_id=cfg.env_id, env_kwargs=_env_options(cfg), n_episodes=cfg.demos,
+    return CollectConfig(env_id=cfg.env_id, env_kwargs=_collect_env_kwargs(cfg), n_episodes=cfg.demos,
                          cameras=[cfg.camera] if cfg.camera else [], output_dir=str(data), seed=cfg.seed,
                          progress=True)
 
@@ -139,7 +144,8 @@ def _policy_config(cfg: PipelineConfig, data: Path) -> Dict[str, Any]:
 
 def _train_config(cfg: PipelineConfig, data: Path):
     return config_from_dict({
-        "env": {"id": cfg.env_id, **_env_options(cfg)}, "policy": _policy_config(cfg, data),
+        "env": {"id": cfg.env_id, **_env_options(cfg), "kwargs": dict(cfg.env_kwargs)},
+        "policy": _policy_config(cfg, data),
         "dataset": {"root": str(data)},
         "steps": cfg.steps, "batch_size": cfg.batch_size, "seed": cfg.seed, "torch_threads": cfg.torch_threads,
         "optim": {"warmup_steps": min(500, cfg.steps // 10)},
@@ -152,8 +158,10 @@ def _evaluation(path: Path, cfg: PipelineConfig, output: Path, bundle: bool):
     """Evaluate a checkpoint or a bundle (synchronous closed loop) on fixed seeds, reusing results.json when an
     earlier run finished it."""
     # Videos of the checkpoint only: software rendering costs more than the episodes themselves.
+    # Rendering dominates camera episodes: sub-envs in worker processes then use every core (same results).
     eval_cfg = EvaluateConfig(checkpoint=str(path), episodes=cfg.eval_episodes, n_envs=cfg.n_envs,
-                              video_episodes=0 if bundle else cfg.video_episodes)
+                              video_episodes=0 if bundle else cfg.video_episodes,
+                              async_envs=None if cfg.camera else False)
     done = output / "results.json"
     if done.is_file():
         results = json.loads(done.read_text())

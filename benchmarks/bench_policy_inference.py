@@ -1,8 +1,12 @@
 """Per-chunk inference latency of the policies in torch: batch 1, one CPU thread, against the issue's targets.
 
 --backbone NAME [NAME ...] adds, per vision backbone, ACT with one 96x96 camera (inference) and, with --train-step,
-the training-step throughput (forward + backward + AdamW step, batch 8, one thread) in image samples/s:
-    python benchmarks/bench_policy_inference.py --backbone resnet18 resnet10_narrow --train-step
+the training-step throughput (forward + backward + AdamW step, one thread by default) in image samples/s of the camera
+recipe's ACT (configs/experiment/act_pick_cube_pixels.yaml: its sizes and 4 px random shifts) with that backbone:
+    python benchmarks/bench_policy_inference.py --backbone resnet18 resnet10_narrow cnn_small --train-step \
+        --train-batch-sizes 8 64 --train-threads 2
+Reference (issue 18, LeRobot's ACT with one 480x640 camera on this machine class): 7.1 s per step at batch 8, 36 s at
+batch 32: 1.1 image samples/s.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from policies.backbones import BACKBONES  # noqa: E402
 # Figures from the issue (LeRobot measured on this 2-core CPU, torch, batch 1, one thread).
 LEROBOT_ACT_STATE_MS = 22.0
 LEROBOT_DIFFUSION_10_DDIM_MS = 1970.0
+LEROBOT_ACT_IMAGE_SAMPLES_PER_S = 1.1  # 7.1 s per step at batch 8, 36 s at batch 32 (one 480x640 camera)
 ACT_TARGET_MS = 5.0
 DIFFUSION_TARGET_MS = 30.0
 
@@ -35,6 +40,18 @@ PUSH_T = {"state": 2, "env": 3, "action": 2}
 
 def _stats(dim: int) -> dict:
     return {"mean": [0.0] * dim, "std": [1.0] * dim, "min": [-1.0] * dim, "max": [1.0] * dim}
+
+
+def camera_recipe_policy() -> dict:
+    """The policy fields of configs/experiment/act_pick_cube_pixels.yaml that shape a training step (not its inputs,
+    backbone or learning rates)."""
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "experiment" / "act_pick_cube_pixels.yaml"
+    policy = yaml.safe_load(path.read_text())["policy"]
+    keep = ("chunk_size", "n_action_steps", "dim_model", "n_heads", "dim_feedforward", "n_encoder_layers",
+            "n_decoder_layers", "use_vae", "dropout", "image_shift")
+    return {k: policy[k] for k in keep}
 
 
 def build(name: str, dims: dict, camera: int | None = None, **overrides):
@@ -117,6 +134,8 @@ def main() -> None:
     parser.add_argument("--train-step", action="store_true",
                         help="with --backbone: also time ACT training steps at batch 8 (image samples/s)")
     parser.add_argument("--train-steps", type=int, default=20, help="timed training steps per backbone")
+    parser.add_argument("--train-batch-sizes", type=int, nargs="+", default=[8])
+    parser.add_argument("--train-threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -163,12 +182,22 @@ def main() -> None:
         extra = f"[chunk {policy.chunk_length}, {n_params:.1f}M params, n={repeats}]"
         print(f"{title:58s} {figures}  {target} {reference} {extra}", flush=True)
     if args.train_step:
+        torch.set_num_threads(args.train_threads)
+        recipe = camera_recipe_policy()
+        print(f"training steps: the camera recipe's ACT ({', '.join(f'{k} {v}' for k, v in recipe.items())}), "
+              f"{args.train_threads} thread(s); reference: LeRobot ACT, one 480x640 camera, "
+              f"{LEROBOT_ACT_IMAGE_SAMPLES_PER_S:g} image samples/s")
         for backbone in args.backbone or ["resnet18"]:
-            policy, _ = build("act", TRANSFER_CUBE, 96, vision_backbone=backbone)
-            r = measure_train_step(policy, 8, args.train_steps, warmup=3)
-            print(f"ACT training step, batch 8, one 96x96 camera, {backbone:16s} {r['median_ms']:8.1f}ms/step "
-                  f"(cpu {r['cpu_median_ms']:.1f} ms) -> {r['samples_per_s']:.1f} image samples/s "
-                  f"[n={args.train_steps}]", flush=True)
+            norm = "group" if backbone == "cnn_small" else "batch"
+            for batch_size in args.train_batch_sizes:
+                policy, _ = build("act", TRANSFER_CUBE, 96, **{**recipe, "vision_backbone": backbone,
+                                                                "backbone_norm": norm})
+                r = measure_train_step(policy, batch_size, args.train_steps, warmup=3)
+                print(f"ACT training step, batch {batch_size:3d}, one 96x96 camera, {backbone:16s} "
+                      f"{r['median_ms']:8.1f}ms/step (cpu {r['cpu_median_ms']:.1f} ms) -> "
+                      f"{r['samples_per_s']:.1f} image samples/s = "
+                      f"{r['samples_per_s'] / LEROBOT_ACT_IMAGE_SAMPLES_PER_S:.0f}x the reference "
+                      f"[n={args.train_steps}]", flush=True)
     load_after = os.getloadavg()
     print(f"load average after: {load_after[0]:.2f} (figures taken on a shared machine inflate with load; "
           "'cpu' columns count only this thread's CPU time)")

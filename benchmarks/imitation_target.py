@@ -143,6 +143,7 @@ def _train_and_evaluate(spec: ImitationTarget, args: argparse.Namespace, cfg, wo
         out = run_dir / ("eval_benchmark" if randomization is None else f"eval_{scene.split()[-1]}")
         evaluation = evaluate_checkpoint(
             EvaluateConfig(checkpoint=str(run_dir), episodes=args.eval_episodes, n_envs=args.eval_envs,
+                           async_envs=None,  # sub-envs in worker processes when there is a second core
                            video_episodes=2, randomization=randomization, progress=False), out)
         low, high = evaluation.success_ci95
         rates[scene] = evaluation.success_rate

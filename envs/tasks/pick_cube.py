@@ -79,7 +79,9 @@ class PickCubeEnv(MujocoTaskEnv):
             friction="1.0 0.01 0.001" contype="{so101.OBJECT_CONTYPE}" conaffinity="{so101.OBJECT_CONAFFINITY}"/>
     </body>
     <body name="goal" mocap="true" pos="0.18 0 0.1">
-      <geom name="goal" type="sphere" size="0.008" rgba="0.1 0.85 0.2 0.5" contype="0" conaffinity="0"/>
+      <!-- Opaque: a camera policy reads the target height from this marker (at 96 px it spans 2-3 pixels, and a
+           half-transparent one blended into the table behind it). -->
+      <geom name="goal" type="sphere" size="0.008" rgba="0.1 0.85 0.2 1" contype="0" conaffinity="0"/>
     </body>"""
         return so101.scene_xml(model_name="so101_pick_cube", worldbody_extra=cube)
 

@@ -10,6 +10,7 @@ from policies.config import PolicyConfig
 from policies.registry import register_config
 
 ACTIVATIONS = ("relu", "gelu")
+IMAGE_TOKENS = ("grid", "keypoints")
 
 
 @register_config("act")
@@ -29,6 +30,11 @@ class ACTConfig(PolicyConfig):
     vision_backbone: str = "resnet18"  # or "resnet10_narrow" (lighter, for 96-128 px; no pretrained weights)
     backbone_norm: str = "batch"
     pretrained_backbone_weights: Optional[str] = None  # .safetensors/.pt ResNet-18 state dict, loaded by make_policy
+    # How a camera's feature map enters the transformer: "grid", one token per feature-map cell with a 2-D sine
+    # position (the paper's); "keypoints", one token per spatial-softmax keypoint (its expected image x, y, Levine et
+    # al. 2016), which localizes an object below the grid's cell size (a 6x6 grid at 96 px has 16 px cells).
+    image_tokens: str = "grid"
+    spatial_softmax_num_keypoints: int = 32  # image_tokens=keypoints: tokens per camera
 
     # Transformer.
     dim_model: int = 128
@@ -61,6 +67,11 @@ class ACTConfig(PolicyConfig):
                 f"ACTConfig.n_obs_steps must be 1 (ACT reads the current observation), got {self.n_obs_steps}"
             )
         check_backbone_config("ACTConfig", self.vision_backbone, self.backbone_norm, self.pretrained_backbone_weights)
+        if self.image_tokens not in IMAGE_TOKENS:
+            raise ValueError(f"ACTConfig.image_tokens must be one of {IMAGE_TOKENS}, got {self.image_tokens!r}")
+        if self.spatial_softmax_num_keypoints < 1:
+            raise ValueError(f"ACTConfig.spatial_softmax_num_keypoints must be >= 1, got "
+                             f"{self.spatial_softmax_num_keypoints}")
         if self.feedforward_activation not in ACTIVATIONS:
             raise ValueError(
                 f"ACTConfig.feedforward_activation must be one of {ACTIVATIONS}, got {self.feedforward_activation!r}"

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from policies.act.config import ACTConfig
-from policies.backbones import load_backbone_weights, make_backbone
+from policies.backbones import SpatialSoftmax, load_backbone_weights, make_backbone
 from policies.features import ENV_STATE_KEY, STATE_KEY
 from policies.interface import Policy
 from policies.registry import register_policy
@@ -209,12 +209,23 @@ class ACTNetwork(nn.Module):
         self.env_state_proj = nn.Linear(env_state_dim, d) if env_state_dim else None
         n_1d_tokens = 1 + (1 if state_dim else 0) + (1 if env_state_dim else 0)
         self.token_pos = nn.Embedding(n_1d_tokens, d)
+        self.image_tokens = c.image_tokens
         if camera_shapes:
             self.backbone = make_backbone(c.vision_backbone, camera_shapes[0][0], c.backbone_norm)
-            self.image_proj = nn.Conv2d(self.backbone.out_channels, d, 1)
-            for i, shape in enumerate(camera_shapes):
-                _, fh, fw = self.backbone.output_shape(shape)
-                self.register_buffer(f"image_pos_{i}", sine_embedding_2d(fh, fw, d)[None], persistent=False)
+            if c.image_tokens == "grid":
+                self.image_proj = nn.Conv2d(self.backbone.out_channels, d, 1)
+                for i, shape in enumerate(camera_shapes):
+                    _, fh, fw = self.backbone.output_shape(shape)
+                    self.register_buffer(f"image_pos_{i}", sine_embedding_2d(fh, fw, d)[None], persistent=False)
+            else:
+                k = c.spatial_softmax_num_keypoints
+                # One spatial softmax per camera (each has its own grid size), a shared (x, y) -> d projection, and a
+                # learned embedding per (camera, keypoint) as the token's position.
+                self.keypoints = nn.ModuleList(
+                    SpatialSoftmax(self.backbone.out_channels, *self.backbone.output_shape(shape)[1:], k)
+                    for shape in camera_shapes)
+                self.keypoint_proj = nn.Linear(2, d)
+                self.keypoint_pos = nn.Embedding(k * len(camera_shapes), d)
 
         self.encoder_layers = nn.ModuleList(EncoderLayer(c) for _ in range(c.n_encoder_layers))
         self.encoder_norm = nn.LayerNorm(d) if c.pre_norm else nn.Identity()
@@ -255,9 +266,15 @@ class ACTNetwork(nn.Module):
         b = latent.shape[0]
         pos = [self.token_pos.weight[None].expand(b, -1, -1)]
         for i, image in enumerate(images):
-            fmap = self.image_proj(self.backbone(image))  # (B, d, h, w)
-            tokens.append(fmap.flatten(2).transpose(1, 2))
-            pos.append(getattr(self, f"image_pos_{i}").expand(b, -1, -1))
+            if self.image_tokens == "grid":
+                fmap = self.image_proj(self.backbone(image))  # (B, d, h, w)
+                tokens.append(fmap.flatten(2).transpose(1, 2))
+                pos.append(getattr(self, f"image_pos_{i}").expand(b, -1, -1))
+            else:
+                points = self.keypoints[i](self.backbone(image)).view(b, -1, 2)  # (B, K, 2): x, y in [-1, 1]
+                tokens.append(self.keypoint_proj(points))
+                k = points.shape[1]
+                pos.append(self.keypoint_pos.weight[None, i * k:(i + 1) * k].expand(b, -1, -1))
         x = torch.cat(tokens, dim=1)
         pos_all = torch.cat(pos, dim=1)
         for layer in self.encoder_layers:

@@ -114,3 +114,21 @@ def test_pixel_pipeline_trains_on_joints_and_the_camera_only(tmp_path, monkeypat
     episodes = json.loads((out / "eval" / "results.json").read_text())["per_episode"]
     assert all(e["length"] <= 60 for e in episodes)
     assert result.same_outcomes == result.episodes
+
+
+def test_camera_and_env_kwargs_reach_recording_and_training_alike(tmp_path):
+    from apps.quickstart import _collect_config, _train_config
+
+    cfg = tiny(tmp_path, camera="front", image_size=[48, 64], max_episode_steps=90,
+               env_kwargs={"target_height_range": [0.1, 0.1]})
+    collect_cfg = _collect_config(cfg, tmp_path / "data")
+    assert collect_cfg.cameras == ["front"]
+    assert collect_cfg.env_kwargs == {"obs_mode": "state_pixels", "cameras": ["front"], "image_size": [48, 64],
+                                      "max_episode_steps": 90, "target_height_range": [0.1, 0.1]}
+    env = _train_config(cfg, tmp_path / "data").env
+    assert (env.obs_mode, env.cameras, list(env.image_size), env.max_episode_steps) == (
+        "state_pixels", ["front"], [48, 64], 90)
+    assert env.kwargs == {"target_height_range": [0.1, 0.1]}
+    # Before recording, the policy's inputs are left to the dataset; a bad camera value is refused up front.
+    with pytest.raises(ValueError, match="image_size"):
+        tiny(tmp_path, camera="front", image_size=[96]).validate()

@@ -158,3 +158,37 @@ def test_training_forward_with_dropout_runs_the_first_decoder_layer_per_sample(t
     y = net.decoder_layers[0](torch.zeros_like(query_pos), query_pos, net.encoder_norm(tokens), pos, identical_rows=True)
     slow = net.action_head(net.decoder_norm(y))
     assert torch.allclose(fast, slow, atol=1e-6)
+
+
+def test_keypoint_image_tokens_localize_and_train(task):
+    """image_tokens=keypoints: K tokens per camera, built from the spatial softmax's expected (x, y), whose gradient
+    reaches the backbone; the token count follows K, not the image size."""
+    features = {**image_features(64, 64), "observation.images.wrist": [3, 48, 48]}
+    policy = make_policy({"type": "act", **TINY["act"], "vision_backbone": "cnn_small", "backbone_norm": "group",
+                          "image_tokens": "keypoints", "spatial_softmax_num_keypoints": 5}, features,
+                         {**task.stats(), "observation.images.wrist": task.stats()["observation.images.top"]})
+    net = policy.network
+    assert len(net.keypoints) == 2 and net.keypoint_pos.weight.shape[0] == 10
+    assert not hasattr(net, "image_proj")
+    captured = {}
+    hook = net.encoder_layers[0].register_forward_pre_hook(lambda m, args: captured.update(x=args[0]))
+    batch = task.batch(policy, 2, np.random.default_rng(0))
+    batch["observation.images.top"] = torch.randint(0, 256, (2, 1, 3, 64, 64), dtype=torch.uint8)
+    batch["observation.images.wrist"] = torch.randint(0, 256, (2, 1, 3, 48, 48), dtype=torch.uint8)
+    loss, _ = policy.compute_loss(batch)
+    hook.remove()
+    assert captured["x"].shape[1] == 1 + 1 + 1 + 2 * 5  # latent, state, env state, 5 keypoints per camera
+    loss.backward()
+    first_conv = next(m for m in net.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.weight.grad is not None and first_conv.weight.grad.abs().sum() > 0
+    policy.eval()
+    assert policy.predict_chunk(random_observation_window(policy, 2)).shape == (2, policy.config.chunk_size, 2)
+
+
+def test_bad_image_token_settings_are_refused():
+    from policies.factory import config_from_dict
+
+    with pytest.raises(ValueError, match=r"image_tokens must be one of \('grid', 'keypoints'\), got 'pixels'"):
+        config_from_dict({"type": "act", "image_tokens": "pixels"})
+    with pytest.raises(ValueError, match="spatial_softmax_num_keypoints must be >= 1"):
+        config_from_dict({"type": "act", "image_tokens": "keypoints", "spatial_softmax_num_keypoints": 0})

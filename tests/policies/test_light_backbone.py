@@ -145,13 +145,15 @@ def test_a_saved_policy_whose_config_predates_the_field_loads_as_resnet18(name, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backbone", sorted(LIGHT_BACKBONES))
-def test_light_backbone_act_with_a_96x96_camera_exports_to_onnx_with_parity(tmp_path, backbone):
+@pytest.mark.parametrize("backbone, tokens", [("resnet10_narrow", "grid"), ("cnn_small", "grid"),
+                                              ("cnn_small", "keypoints")])
+def test_light_backbone_act_with_a_96x96_camera_exports_to_onnx_with_parity(tmp_path, backbone, tokens):
     from deploy.export import ExportConfig, export_checkpoint
     from tests.deploy.export_factory import imitation_checkpoint
     from tests.deploy.test_export_imitation import assert_parity
 
-    ckpt = imitation_checkpoint(tmp_path / "run", "act", pixels=True, image_size=96, vision_backbone=backbone)
+    ckpt = imitation_checkpoint(tmp_path / "run", "act", pixels=True, image_size=96, vision_backbone=backbone,
+                                image_tokens=tokens)
     result = export_checkpoint(ExportConfig(checkpoint=str(ckpt), output=str(tmp_path / "bundle"), optimize=False,
                                             parity_samples=3))
     assert result.parity.passed

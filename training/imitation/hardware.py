@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
+from pathlib import Path
 
 import torch
 
@@ -48,11 +50,32 @@ def choose_threads(requested: int | None) -> int:
     if requested is not None:
         return int(requested)
     cores = available_cores()
+    return max(1, min(cores, int(cores - busy_cores() + 0.5)))
+
+
+def busy_cores(interval_s: float = 0.5) -> float:
+    """How many cores other work keeps busy right now: the machine's CPU time over `interval_s` (from /proc/stat),
+    else the 1-minute load average. The load average lags by a minute: right after this process recorded demos on
+    every core it still reads "all busy", and a quick start then trained on one thread of an idle machine."""
+    def totals() -> tuple[float, float] | None:
+        try:
+            fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+        return sum(fields), idle
+
+    before = totals()
+    if before is not None:
+        time.sleep(interval_s)
+        after = totals()
+        if after is not None and after[0] > before[0]:
+            busy_share = 1.0 - (after[1] - before[1]) / (after[0] - before[0])
+            return busy_share * (os.cpu_count() or 1)
     try:
-        busy = os.getloadavg()[0]
+        return os.getloadavg()[0]
     except OSError:
-        busy = 0.0
-    return max(1, min(cores, int(cores - busy + 0.5)))
+        return 0.0
 
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
