@@ -136,6 +136,10 @@ def _policy_config(cfg: PipelineConfig, data: Path) -> Dict[str, Any]:
     if cfg.camera is not None and info.is_file() and not policy.get("input_features"):
         features = json.loads(info.read_text())["features"]
         image_key = f"observation.images.{cfg.camera}"
+        if image_key not in features:
+            raise ValueError(f"quickstart: camera={cfg.camera!r} but the dataset {data} holds no {image_key!r} (it "
+                             f"has {sorted(k for k in features if k.startswith('observation.'))}); use another "
+                             "output_dir, or delete that one to record again")
         h, w, c = features[image_key]["shape"]
         policy["input_features"] = {"observation.state": list(features["observation.state"]["shape"]),
                                     image_key: [c, h, w]}

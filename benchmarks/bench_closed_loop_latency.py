@@ -72,7 +72,8 @@ def main() -> None:
 
         def cfg(path) -> EvaluateConfig:
             return EvaluateConfig(checkpoint=str(path), episodes=args.episodes, n_envs=args.n_envs, seed=args.seed,
-                                  video_episodes=0, randomization=randomization, progress=False)
+                                  video_episodes=0, randomization=randomization, progress=False,
+                                  async_envs=None)  # sub-envs in worker processes when there is a second core
 
         print(f"checkpoint {args.checkpoint}: {m.policy_type}, chunk {m.control.chunk_size}, n_action_steps "
               f"{m.control.n_action_steps}, {m.control.frequency_hz:g} Hz; {args.episodes} episodes from seed "

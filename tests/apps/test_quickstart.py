@@ -132,3 +132,14 @@ def test_camera_and_env_kwargs_reach_recording_and_training_alike(tmp_path):
     # Before recording, the policy's inputs are left to the dataset; a bad camera value is refused up front.
     with pytest.raises(ValueError, match="image_size"):
         tiny(tmp_path, camera="front", image_size=[96]).validate()
+
+
+def test_a_camera_run_over_a_dataset_without_that_camera_is_refused_by_name(tmp_path):
+    from apps.quickstart import _policy_config
+
+    meta = tmp_path / "data" / "meta"
+    meta.mkdir(parents=True)
+    (meta / "info.json").write_text(json.dumps({"features": {"observation.state": {"shape": [6]},
+                                                             "observation.environment_state": {"shape": [11]}}}))
+    with pytest.raises(ValueError, match=r"camera='front' but the dataset .* holds no 'observation.images.front'"):
+        _policy_config(tiny(tmp_path, camera="front"), tmp_path / "data")

@@ -49,7 +49,10 @@ def test_camera_recipe_state_size_matches_its_env(name):
         env.close()
 
 
-def test_visual_randomization_preset_composes_onto_a_recipe():
-    cfg = compose_recipe("act_pick_cube_pixels", "+env/randomization=visual")
-    rand = cfg.env.randomization
-    assert rand.enabled and rand.friction_scale == (1.0, 1.0) and rand.color_jitter > 0
+def test_pick_cube_recipe_trains_on_visually_randomized_scenes_and_others_can():
+    from envs.randomization import DomainRandomizationConfig
+
+    assert compose_recipe("act_pick_cube_pixels").env.randomization == DomainRandomizationConfig.visual_only()
+    cfg = compose_recipe("act_transfer_cube_pixels", "+env/randomization=visual")
+    assert cfg.env.randomization == DomainRandomizationConfig.visual_only()
+    assert not compose_recipe("act_transfer_cube_pixels").env.randomization.enabled
