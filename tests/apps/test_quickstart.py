@@ -103,7 +103,7 @@ def test_pixel_variant_composes_to_a_camera_pipeline():
 def test_pixel_pipeline_trains_on_joints_and_the_camera_only(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     policy = {**PipelineConfig().policy, "vision_backbone": "cnn_small", "backbone_norm": "group", "image_shift": 2}
-    result = run_pipeline(tiny(tmp_path, camera="front", image_size=[32, 32], max_episode_steps=60, policy=policy),
+    result = run_pipeline(tiny(tmp_path, camera="front", image_size=[32, 32], max_episode_steps=100, policy=policy),
                           log=lambda line: None)
     out = tmp_path / "qs"
     info = json.loads((out / "data" / "meta" / "info.json").read_text())
@@ -112,7 +112,7 @@ def test_pixel_pipeline_trains_on_joints_and_the_camera_only(tmp_path, monkeypat
     inputs = sorted(spec["key"] for spec in manifest["observation"])
     assert inputs == ["observation.images.front", "observation.state"]  # never the cube pose
     episodes = json.loads((out / "eval" / "results.json").read_text())["per_episode"]
-    assert all(e["length"] <= 60 for e in episodes)
+    assert all(e["length"] <= 100 for e in episodes)  # the expert needs ~75 steps to lift the cube
     assert result.same_outcomes == result.episodes
 
 
