@@ -92,9 +92,11 @@ def run_benchmark(spec: ImitationTarget, description: str, argv: Optional[Sequen
           f"{mean:.1%} (each {', '.join(f'{r:.1%}' for r in rates)}) -> target >= {spec.target:.0%} for every seed: "
           f"{verdict}")
     if drops:
+        # A drop says little about a policy that fails on the plain scene too: judged only next to a met target.
+        judged = "PASS" if max(drops) <= 0.10 else "FAIL"
         print(f"visual randomization: drop from the plain scene max {max(drops) * 100:.1f} points, mean "
               f"{sum(drops) / len(drops) * 100:.1f} -> target <= 10 points: "
-              f"{'PASS' if max(drops) <= 0.10 else 'FAIL'}")
+              f"{judged if lowest >= spec.target else 'not judged (the plain-scene success misses its target)'}")
     print(f"anchors: {spec.anchors}")
     return lowest
 
